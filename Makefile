@@ -1,0 +1,34 @@
+# Vow — developer entry points. Everything runs inside .venv, built on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint chaos bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,embedded,examples]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check coordinator worker cli tests bench examples
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/vow demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check coordinator worker cli tests bench examples
+	$(BIN)/mypy
+
+chaos: $(STAMP)
+	VOW_CHAOS_LONG=1 $(BIN)/python -m pytest -q -m slow tests
+
+bench: $(STAMP)
+	$(BIN)/python bench/quick.py
+
+clean:
+	rm -rf $(VENV) .vow .pytest_cache .mypy_cache .ruff_cache

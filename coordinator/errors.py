@@ -1,0 +1,95 @@
+"""Every error Vow raises: one root, families under it.
+
+The store translates redis-py errors at its boundary (``raise ... from e``), so callers only ever
+see these types. Each carries typed fields and a one-line ``str()`` fit for a CLI error line.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyCompleted",
+    "AlreadyExists",
+    "CorruptRecord",
+    "EncodingError",
+    "NotFound",
+    "PromiseError",
+    "ServerNotFound",
+    "ServerStartError",
+    "StoreConnectionError",
+    "StoreError",
+    "ValidationError",
+    "VowError",
+]
+
+
+class VowError(Exception):
+    """Root of every error raised by Vow."""
+
+
+class PromiseError(VowError):
+    """A promise operation was refused by the promise state machine."""
+
+    def __init__(self, promise_id: str, message: str) -> None:
+        super().__init__(message)
+        self.promise_id = promise_id
+
+
+class NotFound(PromiseError):
+    """No promise has this id."""
+
+    def __init__(self, promise_id: str) -> None:
+        super().__init__(promise_id, f"promise {promise_id!r} not found")
+
+
+class AlreadyExists(PromiseError):
+    """A promise with this id exists and the create was not a deduplicated retry."""
+
+    def __init__(self, promise_id: str, state: str) -> None:
+        super().__init__(promise_id, f"promise {promise_id!r} already exists (state {state})")
+        self.state = state
+
+
+class AlreadyCompleted(PromiseError):
+    """The promise is already completed and the request was not a deduplicated retry."""
+
+    def __init__(self, promise_id: str, state: str) -> None:
+        super().__init__(promise_id, f"promise {promise_id!r} is already completed (state {state})")
+        self.state = state
+
+
+class ValidationError(VowError, ValueError):
+    """A request was refused before anything was written: bad id, tag, header, size or timeout."""
+
+
+class EncodingError(ValidationError):
+    """A value cannot be encoded as a promise value (not JSON-serialisable and not bytes)."""
+
+
+class StoreError(VowError):
+    """The store could not complete a request."""
+
+
+class StoreConnectionError(StoreError):
+    """Redis could not be reached, timed out, or refused the credentials."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Redis unreachable at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class CorruptRecord(StoreError):
+    """A key in Redis holds something Vow did not write in the shape it expects."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"malformed record at {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class ServerNotFound(VowError):
+    """No Redis-compatible server binary could be found to start."""
+
+
+class ServerStartError(VowError):
+    """A server binary was found but did not start or become ready."""

@@ -1,0 +1,145 @@
+"""Every Redis key Vow uses, one function each. No other module spells a key.
+
+Layout
+------
+The keyspace is split into ``PARTITIONS`` (16) partitions. Each partition is one Redis Cluster
+hash tag, so every key of a partition lives in one slot and every script touching it is
+single-slot. The tags are chosen so the 16 slots sit one per 1,024-slot band: a 3-master cluster
+(slot ranges split evenly) gets 5, 6 and 5 partitions.
+
+A promise lives in partition ``partition_of(id) = crc32(id) % 16``; all of its keys share it::
+
+    vow:{T}:p:<id>          hash    the promise record (fields in coordinator/records.py)
+    vow:{T}:cb:<id>         hash    callbacks: root id -> "<task stream key>\\n<task message>"
+    vow:{T}:sub:<id>        hash    subscriptions: listener id -> inbox key
+    vow:{T}:timeouts        zset    pending promise id -> timeout (epoch ms); the sweep's index
+    vow:{T}:idx:all         zset    promise id -> created_on (epoch ms); search, newest first
+    vow:{T}:idx:<state>     zset    the same per state family: pending | resolved | rejected
+    vow:{T}:sweep           string  a short lock so concurrent sweepers skip a fresh partition
+
+Per partition and logic group (tasks; consumed by worker/)::
+
+    vow:{T}:q:<group>       stream  task messages for the group (consumer group named <group>)
+    vow:{T}:dead:<group>    stream  dead letters of the group, with the reason
+    vow:{T}:groups          set     logic groups that ever had a task in this partition
+    vow:{T}:x:<root>        hash    execution record of a root (lease owner, fencing counter)
+    vow:{T}:inbox:<id>      list    a listener's notifications (promise ids), short TTL
+
+Scripts receive every key they address in KEYS, except the stream and inbox keys stored inside
+callback and subscription values: those keys are computed here when the callback is registered,
+always in the promise's own partition, so they share the script's hash tag (the cluster test
+suite proves it). Schedules keep their records under ``vow:{T}:sched:<id>``.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+__all__ = [
+    "PARTITIONS",
+    "PREFIX",
+    "callbacks",
+    "dead_letters",
+    "execution",
+    "groups",
+    "inbox",
+    "index",
+    "partition_of",
+    "promise",
+    "promise_prefix",
+    "subscriptions",
+    "sweep_lock",
+    "tag",
+    "task_stream",
+    "timeouts",
+]
+
+PREFIX = "vow"
+PARTITIONS = 16
+
+# One tag per 1,024-slot band: CRC16(tag) % 16384 lies in [i*1024, (i+1)*1024) for tag i.
+# (tests/test_keys.py recomputes the slots.)
+_TAGS: tuple[str, ...] = (
+    "v001", "v0161", "v0242", "v0341", "v0422", "v0521", "v062", "v0712",
+    "v0813", "v0910", "v1023", "v1120", "v123", "v1312", "v141", "v1560",
+)
+
+STATE_FAMILIES = ("pending", "resolved", "rejected")
+
+
+def partition_of(promise_id: str) -> int:
+    """The partition a promise (and every key about it) lives in."""
+    return zlib.crc32(promise_id.encode("utf-8", "surrogatepass")) % PARTITIONS
+
+
+def tag(partition: int) -> str:
+    """The ``{...}`` hash tag of a partition, braces included."""
+    return "{" + _TAGS[partition] + "}"
+
+
+def _base(partition: int) -> str:
+    return f"{PREFIX}:{tag(partition)}:"
+
+
+def promise(promise_id: str) -> str:
+    return f"{_base(partition_of(promise_id))}p:{promise_id}"
+
+
+def promise_prefix(partition: int) -> str:
+    """Prefix that the timeout sweep prepends to an id from ``timeouts`` to get its record key."""
+    return f"{_base(partition)}p:"
+
+
+def callbacks(promise_id: str) -> str:
+    return f"{_base(partition_of(promise_id))}cb:{promise_id}"
+
+
+def callbacks_prefix(partition: int) -> str:
+    return f"{_base(partition)}cb:"
+
+
+def subscriptions(promise_id: str) -> str:
+    return f"{_base(partition_of(promise_id))}sub:{promise_id}"
+
+
+def subscriptions_prefix(partition: int) -> str:
+    return f"{_base(partition)}sub:"
+
+
+def timeouts(partition: int) -> str:
+    return f"{_base(partition)}timeouts"
+
+
+def index(partition: int, family: str = "all") -> str:
+    """Search index of a partition: ``all`` or one state family (pending/resolved/rejected)."""
+    if family != "all" and family not in STATE_FAMILIES:
+        raise ValueError(f"unknown index family {family!r}")
+    return f"{_base(partition)}idx:{family}"
+
+
+def sweep_lock(partition: int) -> str:
+    return f"{_base(partition)}sweep"
+
+
+def task_stream(partition: int, group: str) -> str:
+    return f"{_base(partition)}q:{group}"
+
+
+def dead_letters(partition: int, group: str) -> str:
+    return f"{_base(partition)}dead:{group}"
+
+
+def groups(partition: int) -> str:
+    return f"{_base(partition)}groups"
+
+
+def execution(root_id: str) -> str:
+    return f"{_base(partition_of(root_id))}x:{root_id}"
+
+
+def inbox(partition: int, listener: str) -> str:
+    return f"{_base(partition)}inbox:{listener}"
+
+
+def schedule(schedule_id: str) -> str:
+    return f"{_base(partition_of(schedule_id))}sched:{schedule_id}"

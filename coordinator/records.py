@@ -1,0 +1,184 @@
+"""The durable promise record and its encoding in a Redis hash.
+
+Hash fields of ``vow:{T}:p:<id>`` (written only by the Lua scripts; read only by
+:func:`decode_promise`, which trusts nothing):
+
+=========  ===========================================================================
+``id``     the promise id
+``state``  ``PENDING`` | ``RESOLVED`` | ``REJECTED`` | ``REJECTED_CANCELED`` | ``REJECTED_TIMEDOUT``
+``to``     timeout, absolute epoch milliseconds
+``ph``     param headers, msgpack map str -> str
+``pd``     param data, raw bytes (absent = none)
+``vh``     value headers, msgpack map str -> str (absent until completed)
+``vd``     value data, raw bytes (absent = none)
+``ikc``    idempotency key for create (absent = none)
+``ikv``    idempotency key for complete (absent = none)
+``tags``   msgpack map str -> str
+``timer``  ``1`` when tagged ``resonate:timeout=true`` (times out RESOLVED)
+``co``     created_on, epoch ms
+``cd``     completed_on, epoch ms (absent while pending)
+``rqc``    request id of the create that wrote the record (makes a resent create idempotent)
+``rqv``    request id of the completion (makes a resent resolve/reject/cancel idempotent)
+=========  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
+
+from .errors import CorruptRecord
+
+__all__ = ["DurablePromise", "State", "Value", "decode_promise", "pack_map"]
+
+TIMER_TAG = "resonate:timeout"
+INVOKE_TAG = "resonate:invoke"
+
+
+class State(enum.StrEnum):
+    PENDING = "PENDING"
+    RESOLVED = "RESOLVED"
+    REJECTED = "REJECTED"
+    REJECTED_CANCELED = "REJECTED_CANCELED"
+    REJECTED_TIMEDOUT = "REJECTED_TIMEDOUT"
+
+    @property
+    def family(self) -> str:
+        """``pending``, ``resolved`` or ``rejected`` (the three rejected states share one)."""
+        if self is State.PENDING:
+            return "pending"
+        if self is State.RESOLVED:
+            return "resolved"
+        return "rejected"
+
+
+def _frozen(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A promise's param or value: string headers and opaque bytes."""
+
+    headers: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, MappingProxyType):
+            object.__setattr__(self, "headers", _frozen(self.headers))
+
+
+@dataclass(frozen=True, slots=True)
+class DurablePromise:
+    """An immutable snapshot of a durable promise."""
+
+    id: str
+    state: State
+    param: Value
+    value: Value
+    timeout: int
+    idempotency_key_for_create: str | None
+    idempotency_key_for_complete: str | None
+    tags: Mapping[str, str]
+    created_on: int
+    completed_on: int | None
+
+    @property
+    def pending(self) -> bool:
+        return self.state is State.PENDING
+
+    @property
+    def completed(self) -> bool:
+        return self.state is not State.PENDING
+
+    @property
+    def is_timer(self) -> bool:
+        return self.tags.get(TIMER_TAG) == "true"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (data left as bytes; callers choose how to print it)."""
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "param": {"headers": dict(self.param.headers), "data": self.param.data},
+            "value": {"headers": dict(self.value.headers), "data": self.value.data},
+            "timeout": self.timeout,
+            "idempotencyKeyForCreate": self.idempotency_key_for_create,
+            "idempotencyKeyForComplete": self.idempotency_key_for_complete,
+            "tags": dict(self.tags),
+            "createdOn": self.created_on,
+            "completedOn": self.completed_on,
+        }
+
+
+def pack_map(mapping: Mapping[str, str] | None) -> bytes:
+    return msgpack.packb(dict(mapping or {}), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _text(key: str, name: str, raw: object) -> str:
+    if not isinstance(raw, bytes):
+        raise CorruptRecord(key, f"field {name!r} is missing")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorruptRecord(key, f"field {name!r} is not UTF-8") from e
+
+
+def _int(key: str, name: str, raw: object) -> int:
+    text = _text(key, name, raw)
+    try:
+        return int(text)
+    except ValueError as e:
+        raise CorruptRecord(key, f"field {name!r} is not an integer: {text[:40]!r}") from e
+
+
+def _map(key: str, name: str, raw: object) -> Mapping[str, str]:
+    if raw is None:
+        return _frozen(None)
+    if not isinstance(raw, bytes):
+        raise CorruptRecord(key, f"field {name!r} is not bytes")
+    try:
+        obj = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise CorruptRecord(key, f"field {name!r} is not msgpack") from e
+    if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
+        raise CorruptRecord(key, f"field {name!r} is not a map of strings")
+    return _frozen(obj)
+
+
+def _optional_text(key: str, name: str, raw: object) -> str | None:
+    return None if raw is None else _text(key, name, raw)
+
+
+def decode_promise(key: str, fields: Mapping[bytes, bytes] | Mapping[str, bytes]) -> DurablePromise:
+    """Build a :class:`DurablePromise` from a record hash, or raise :class:`CorruptRecord`."""
+    f: dict[str, bytes] = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+    state_text = _text(key, "state", f.get("state"))
+    try:
+        state = State(state_text)
+    except ValueError as e:
+        raise CorruptRecord(key, f"unknown state {state_text[:40]!r}") from e
+    completed_raw = f.get("cd")
+    completed_on = None if completed_raw is None else _int(key, "cd", completed_raw)
+    if (completed_on is None) != (state is State.PENDING):
+        raise CorruptRecord(key, f"state {state} does not agree with completed_on")
+    for name in ("pd", "vd"):
+        if name in f and not isinstance(f[name], bytes):
+            raise CorruptRecord(key, f"field {name!r} is not bytes")
+    return DurablePromise(
+        id=_text(key, "id", f.get("id")),
+        state=state,
+        param=Value(_map(key, "ph", f.get("ph")), f.get("pd")),
+        value=Value(_map(key, "vh", f.get("vh")), f.get("vd")),
+        timeout=_int(key, "to", f.get("to")),
+        idempotency_key_for_create=_optional_text(key, "ikc", f.get("ikc")),
+        idempotency_key_for_complete=_optional_text(key, "ikv", f.get("ikv")),
+        tags=_map(key, "tags", f.get("tags")),
+        created_on=_int(key, "co", f.get("co")),
+        completed_on=completed_on,
+    )

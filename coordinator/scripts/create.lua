@@ -1,0 +1,73 @@
+#!lua
+-- create.lua — create a promise (or answer for an existing one), optionally in one step:
+-- queue its invoke task, register a callback or a subscription on it, or write it completed
+-- (a recorded workflow step).
+--
+-- KEYS[1..8]  the promise keys (see _lib.lua)
+-- KEYS[9]     vow:{T}:groups            (written only with an invoke message)
+-- KEYS[10]    vow:{T}:q:<group>         the invoke task stream (same partition)
+-- ARGV[1]  now, epoch ms ('' = the server's TIME)     ARGV[2]  request id (resend detection)
+-- ARGV[3]  promise id                                 ARGV[4]  timeout, epoch ms
+-- ARGV[5]  create idempotency key ('' = none)         ARGV[6]  strict ('1'/'0')
+-- ARGV[7]  param headers (msgpack)                    ARGV[8]  param data present ('1'/'0')
+-- ARGV[9]  param data                                 ARGV[10] tags (msgpack)
+-- ARGV[11] timer tag set ('1'/'0')
+-- ARGV[12] completed state for a recorded step ('' = create PENDING)
+-- ARGV[13] value headers (msgpack)  ARGV[14] value data present  ARGV[15] value data
+-- ARGV[16] complete idempotency key ('' = none)
+-- ARGV[17] invoke task message ('' = none)            ARGV[18] invoke group name
+-- ARGV[19] callback root id ('' = none)               ARGV[20] callback value "<stream key>\n<message>"
+-- ARGV[21] subscription listener id ('' = none)       ARGV[22] subscription inbox key
+-- ARGV[23] adopt ('1': register the callback/subscription on an existing pending promise even
+--          when the create itself is refused)
+-- Returns {status, record fields}: status is created | dedup | exists | past (timeout <= now).
+
+local K = promise_keys(1)
+local now = clock(ARGV[1])
+local rid, id = ARGV[2], ARGV[3]
+local ikey, strict = ARGV[5], ARGV[6] == '1'
+local completed_state = ARGV[12]
+
+local function register()
+  if ARGV[19] ~= '' then redis.call('HSET', K.cb, ARGV[19], ARGV[20]) end
+  if ARGV[21] ~= '' then redis.call('HSET', K.sub, ARGV[21], ARGV[22]) end
+end
+
+if redis.call('EXISTS', K.p) == 1 then
+  timeout_if_due(K, id, now)
+  local f = redis.call('HMGET', K.p, 'state', 'ikc', 'rqc')
+  local status = 'exists'
+  if f[3] == rid then
+    status = 'created'
+  elseif ikey ~= '' and f[2] == ikey and ((not strict) or f[1] == 'PENDING') then
+    status = 'dedup'
+  end
+  if f[1] == 'PENDING' and (status ~= 'exists' or ARGV[23] == '1') then register() end
+  return {status, record(K)}
+end
+
+local timeout = tonumber(ARGV[4])
+if completed_state == '' and timeout <= now then return {'past', {}} end
+
+redis.call('HSET', K.p, 'id', id, 'state', 'PENDING', 'to', ARGV[4], 'ph', ARGV[7], 'tags', ARGV[10],
+  'timer', ARGV[11], 'co', ms(now), 'rqc', rid)
+if ARGV[8] == '1' then redis.call('HSET', K.p, 'pd', ARGV[9]) end
+if ikey ~= '' then redis.call('HSET', K.p, 'ikc', ikey) end
+redis.call('ZADD', K.all, ms(now), id)
+
+if completed_state ~= '' then
+  redis.call('HSET', K.p, 'state', completed_state, 'cd', ms(now), 'vh', ARGV[13], 'rqv', rid)
+  if ARGV[14] == '1' then redis.call('HSET', K.p, 'vd', ARGV[15]) end
+  if ARGV[16] ~= '' then redis.call('HSET', K.p, 'ikv', ARGV[16]) end
+  redis.call('ZADD', family_key(K, completed_state), ms(now), id)
+  return {'created', record(K)}
+end
+
+redis.call('ZADD', K.pending, ms(now), id)
+redis.call('ZADD', K.timeouts, ARGV[4], id)
+if ARGV[17] ~= '' then
+  redis.call('XADD', KEYS[10], '*', 'm', ARGV[17])
+  redis.call('SADD', KEYS[9], ARGV[18])
+end
+register()
+return {'created', record(K)}

@@ -1,0 +1,236 @@
+"""Search: promises by id glob, state family and tags, newest first, paged with an opaque cursor.
+
+Each partition keeps sorted sets of its promise ids scored by ``created_on`` (all, and one per
+state family). A page merges the 16 partitions' indexes newest first (ties broken by id, in
+Redis's byte order), filters ids by the glob in Python, then reads the candidate records in one
+pipeline and filters them by state and tags. Nothing scans the keyspace (no ``KEYS``, no
+``SCAN``).
+
+Cost of one call: at most ``SCAN_BUDGET`` index entries are examined (read in batches of
+``FETCH``, one pipeline per batch round) plus one ``HGETALL`` per glob-matching candidate. When
+the budget runs out before the page is full, the page is returned short with a cursor: keep
+paging until the cursor is ``None``. The cursor is the (created_on, id) of the last examined
+entry, so paging never repeats or skips a promise that existed when paging started.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from . import keys
+from .errors import ValidationError
+from .records import DurablePromise, decode_promise
+from .states import apply_timeout
+from .validate import check_map
+
+if TYPE_CHECKING:
+    from .store import RedisStore
+
+__all__ = ["SCAN_BUDGET", "SearchPage", "glob_to_regex", "search_promises"]
+
+#: index entries examined at most by one search call
+SCAN_BUDGET = 2000
+#: index entries read from one partition per round
+FETCH = 64
+MAX_LIMIT = 100
+_CURSOR_VERSION = 1
+
+Position = tuple[int, bytes]  # (created_on, id bytes); pages run from newer to older
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    promises: list[DurablePromise]
+    cursor: str | None
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """Redis-style glob: ``*``, ``?``, ``[abc]``, ``[^a]``, ``[a-z]``, and ``\\`` to escape."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("^", "]") else i + 1)
+            if end == -1:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : end]
+                negate = body.startswith("^")
+                if negate:
+                    body = body[1:]
+                parts = ["\\" + ch if ch in "\\]^[" else ch for ch in body]
+                out.append("[" + ("^" if negate else "") + "".join(parts) + "]")
+                i = end + 1
+                continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def encode_cursor(position: Position) -> str:
+    raw = msgpack.packb([_CURSOR_VERSION, position[0], position[1]], use_bin_type=True)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Position:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, score, ident = msgpack.unpackb(raw, raw=False)
+    except (binascii.Error, ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError) as e:
+        raise ValidationError(f"invalid search cursor {cursor[:40]!r}") from e
+    if version != _CURSOR_VERSION or not isinstance(score, int) or not isinstance(ident, bytes):
+        raise ValidationError(f"invalid search cursor {cursor[:40]!r}")
+    return score, ident
+
+
+def _family(state: str | None) -> str:
+    if state is None:
+        return "all"
+    lowered = state.lower()
+    if lowered in ("pending", "resolved", "rejected"):
+        return lowered
+    raise ValidationError(f"state must be pending, resolved or rejected, not {state!r}")
+
+
+class _Partition:
+    """One partition's index, read newest first in batches below a position."""
+
+    def __init__(self, index_key: str, start: Position | None) -> None:
+        self.key = index_key
+        self.buffer: list[Position] = []
+        self.below = start  # everything at or above this position has been read
+        self.exhausted = False
+
+    def queue(self, pipe: Any) -> None:
+        if self.below is None:
+            pipe.zrevrangebyscore(self.key, "+inf", "-inf", start=0, num=FETCH, withscores=True)
+            return
+        score = self.below[0]
+        pipe.zrevrangebyscore(self.key, score, score, withscores=True)  # ties at the position
+        pipe.zrevrangebyscore(self.key, f"({score}", "-inf", start=0, num=FETCH, withscores=True)
+
+    def take(self, replies: list[Any]) -> None:
+        rows: list[Position] = []
+        if self.below is None:
+            fetched = replies[0]
+            rows = [(int(s), m) for m, s in fetched]
+        else:
+            ties, fetched = replies
+            rows = [(int(s), m) for m, s in ties if m < self.below[1]]
+            rows.sort(reverse=True)
+            rows += [(int(s), m) for m, s in fetched]
+        self.exhausted = len(fetched) < FETCH
+        self.buffer = rows
+        if rows:
+            self.below = rows[-1]
+
+    @property
+    def needs_fetch(self) -> bool:
+        return not self.buffer and not self.exhausted
+
+    def replies_needed(self) -> int:
+        return 1 if self.below is None else 2
+
+
+def search_promises(
+    store: RedisStore,
+    id_pattern: str,
+    state: str | None,
+    tags: Mapping[str, str] | None,
+    limit: int,
+    cursor: str | None,
+) -> SearchPage:
+    if not isinstance(id_pattern, str) or not id_pattern:
+        raise ValidationError("id pattern must be a non-empty string")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError(f"limit must be an int from 1 to {MAX_LIMIT}, not {limit!r}")
+    family = _family(state)
+    wanted_tags = check_map(tags, "tags")
+    matcher = glob_to_regex(id_pattern)
+    start = decode_cursor(cursor) if cursor else None
+    parts = [_Partition(keys.index(p, family), start) for p in range(keys.PARTITIONS)]
+    client = store.client
+    now = store.now()
+
+    found: list[DurablePromise] = []
+    examined = 0
+    last: Position | None = None
+    while len(found) < limit and examined < SCAN_BUDGET:
+        stale = [p for p in parts if p.needs_fetch]
+        if stale:
+            pipe = client.pipeline(transaction=False)
+            for p in stale:
+                p.queue(pipe)
+            replies = pipe.execute()
+            offset = 0
+            for p in stale:
+                n = p.replies_needed()
+                p.take(replies[offset : offset + n])
+                offset += n
+        live = [p for p in parts if p.buffer]
+        if not live:
+            last = None
+            break
+        # Pop entries newest first while every partition that may hold newer ones has a buffer.
+        candidates: list[Position] = []
+        while len(candidates) < limit - len(found) and examined < SCAN_BUDGET:
+            heads = [p for p in parts if p.buffer]
+            if not heads or any(p.needs_fetch for p in parts):
+                break
+            best = max(heads, key=lambda p: p.buffer[0])
+            position = best.buffer.pop(0)
+            examined += 1
+            last = position
+            if matcher.fullmatch(position[1].decode("utf-8", "replace")):
+                candidates.append(position)
+        found.extend(_load(store, client, candidates, family, wanted_tags, now))
+        if all(p.exhausted and not p.buffer for p in parts):
+            last = None
+            break
+    return SearchPage(found[:limit], encode_cursor(last) if last is not None else None)
+
+
+def _load(
+    store: RedisStore,
+    client: Any,
+    candidates: list[Position],
+    family: str,
+    wanted_tags: Mapping[str, str],
+    now: int,
+) -> list[DurablePromise]:
+    if not candidates:
+        return []
+    pipe = client.pipeline(transaction=False)
+    ids = [c[1].decode("utf-8", "replace") for c in candidates]
+    for promise_id in ids:
+        pipe.hgetall(keys.promise(promise_id))
+    out: list[DurablePromise] = []
+    for promise_id, fields in zip(ids, pipe.execute(), strict=True):
+        if not fields:
+            continue  # indexed but gone (removed by hand): skip
+        # Reads apply due timeouts, as every read does; the sweep writes them.
+        promise = apply_timeout(decode_promise(keys.promise(promise_id), fields), now)
+        if family != "all" and promise.state.family != family:
+            continue
+        if any(promise.tags.get(k) != v for k, v in wanted_tags.items()):
+            continue
+        out.append(promise)
+    return out

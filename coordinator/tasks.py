@@ -1,0 +1,131 @@
+"""The task message: what the promise store puts on a logic group's stream.
+
+A task is a stream entry in ``vow:{T}:q:<group>`` with one field ``m`` holding a msgpack map:
+
+========  =====================================================================================
+``v``     format version, ``1``
+``k``     kind: ``invoke`` (run the function of promise ``id``) or ``resume`` (re-drive the
+          suspended root workflow ``id`` because promise ``by`` completed)
+``id``    the promise to drive: the invoked promise, or the root of the workflow to resume
+``g``     the logic group that must run it
+``f``     function name, informational (the promise's own data is authoritative), may be ``""``
+``by``    resume only: the promise whose completion queued this task, else ``""``
+``n``     deliveries this task had before this entry was written (a requeued task carries its
+          count forward), ``0`` for a fresh task
+========  =====================================================================================
+
+Routing tags (``resonate:invoke``) name the group: ``poll://group``, ``poll://any@group`` and
+``poll://uni@group/process`` all route to ``group`` (Vow delivers to any worker of the group).
+Anything read from a stream is validated by :func:`decode_task`; a malformed entry raises
+:class:`MalformedTask`, which workers dead-letter with the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .errors import ValidationError, VowError
+from .validate import check_group
+
+__all__ = ["MalformedTask", "TaskKind", "TaskMessage", "decode_task", "invoke_target", "parse_invoke_data"]
+
+VERSION = 1
+#: bytes a task message may take (well above any real one)
+MAX_MESSAGE_BYTES = 8192
+
+
+class MalformedTask(VowError):
+    """A stream entry is not a valid task message."""
+
+
+class TaskKind(enum.StrEnum):
+    INVOKE = "invoke"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMessage:
+    kind: TaskKind
+    id: str
+    group: str
+    func: str = ""
+    by: str = ""
+    deliveries: int = 0
+
+    def encode(self) -> bytes:
+        body = {
+            "v": VERSION, "k": self.kind.value, "id": self.id, "g": self.group,
+            "f": self.func, "by": self.by, "n": self.deliveries,
+        }
+        return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_task(raw: object) -> TaskMessage:
+    """Parse and check a stream entry's ``m`` field."""
+    if not isinstance(raw, bytes):
+        raise MalformedTask("entry has no 'm' field of bytes")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise MalformedTask(f"message is {len(raw)} bytes, over {MAX_MESSAGE_BYTES}")
+    try:
+        body = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise MalformedTask(f"message is not msgpack ({type(e).__name__})") from e
+    if not isinstance(body, dict):
+        raise MalformedTask("message is not a map")
+    if body.get("v") != VERSION:
+        raise MalformedTask(f"unknown message version {body.get('v')!r}")
+    try:
+        kind = TaskKind(str(body.get("k")))
+    except ValueError as e:
+        raise MalformedTask(f"unknown task kind {body.get('k')!r}") from e
+    fields: dict[str, Any] = {}
+    for name in ("id", "g", "f", "by"):
+        value = body.get(name, "")
+        if not isinstance(value, str):
+            raise MalformedTask(f"field {name!r} is not a string")
+        fields[name] = value
+    deliveries = body.get("n", 0)
+    if isinstance(deliveries, bool) or not isinstance(deliveries, int) or deliveries < 0:
+        raise MalformedTask("field 'n' is not a non-negative integer")
+    if not fields["id"]:
+        raise MalformedTask("field 'id' is empty")
+    try:
+        check_group(fields["g"])
+    except ValidationError as e:
+        raise MalformedTask(str(e)) from e
+    return TaskMessage(kind, fields["id"], fields["g"], fields["f"], fields["by"], deliveries)
+
+
+def invoke_target(tag: str) -> str:
+    """The logic group named by a ``resonate:invoke`` tag value."""
+    if not tag.startswith("poll://"):
+        raise ValidationError(f"resonate:invoke target {tag!r} is not supported: use poll://<group>")
+    rest = tag[len("poll://"):]
+    if "@" in rest:
+        mode, _, rest = rest.partition("@")
+        if mode not in ("any", "uni"):
+            raise ValidationError(f"resonate:invoke target {tag!r}: unknown mode {mode!r}")
+    group = rest.split("/", 1)[0]
+    return check_group(group)
+
+
+def parse_invoke_data(data: bytes | None) -> tuple[str, list[Any], dict[str, Any]]:
+    """Function name, args and kwargs from a promise's invoke data (JSON, the seed's convention)."""
+    if data is None:
+        raise ValidationError('invoke data is missing: expected {"func": ..., "args": [...], "kwargs": {...}}')
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValidationError(f"invoke data is not JSON ({e})") from e
+    if not isinstance(body, dict) or not isinstance(body.get("func"), str) or not body["func"]:
+        raise ValidationError("invoke data must be a JSON object with a non-empty string 'func'")
+    args = body.get("args", [])
+    kwargs = body.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValidationError("invoke data: 'args' must be a list and 'kwargs' an object")
+    return body["func"], args, kwargs
