@@ -94,7 +94,7 @@ class RedisStore:
         self.max_data_bytes = max_data_bytes
         self._client = client
         self._scripts: Scripts | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `scripts` takes it and then asks for `client`
 
     # -- connection -------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Each script file starts with ``#!lua`` (so a cluster refuses any key outside the script's slot)
 and a header stating its KEYS, ARGV and reply. ``_lib.lua`` holds helpers shared by the promise
-scripts: it is placed right after each script's shebang line. fakeredis's Lua rejects the
+scripts: it is placed right after each script's shebang line (it only defines locals). fakeredis's Lua rejects the
 shebang line, so for a fakeredis client the line is dropped (only there).
 """
 
@@ -14,9 +14,12 @@ from typing import Any
 
 __all__ = ["SCRIPT_NAMES", "Scripts", "source"]
 
-#: the scripts that include _lib.lua
-_WITH_LIB = frozenset({"create", "complete", "get", "register", "sweep"})
-SCRIPT_NAMES = ("create", "complete", "get", "register", "sweep")
+SCRIPT_NAMES = (
+    # promises
+    "create", "complete", "get", "register", "sweep",
+    # task executions and streams
+    "claim", "heartbeat", "touch", "settle", "suspend", "release", "ack", "requeue",
+)
 SHEBANG = "#!lua"
 
 
@@ -36,9 +39,8 @@ def _strip_shebang(text: str) -> tuple[str, str]:
 def source(name: str, *, shebang: bool = True) -> str:
     """The full text sent to the server for script ``name``."""
     first, body = _strip_shebang(_read(name))
-    if name in _WITH_LIB:
-        _, lib = _strip_shebang(_read("_lib"))
-        body = lib + "\n" + body
+    _, lib = _strip_shebang(_read("_lib"))
+    body = lib + "\n" + body
     return f"{first}\n{body}" if shebang else body
 
 

@@ -1,0 +1,327 @@
+"""Runs one claimed execution: a plain function, or a generator workflow replayed from the top.
+
+Costs in Redis round trips: a local step that has not run yet is one (``create.lua`` writes the
+child promise already completed); a remote call or a wait is one (create + invoke task + callback
+in one script); a replay reads recorded children in pipelined windows of 16. A fresh execution
+(first claim) skips the replay reads, since nothing can be recorded yet.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator import keys
+from coordinator.errors import ValidationError, VowError
+from coordinator.records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, decode_promise
+from coordinator.store import Callback, RedisStore, Step
+from coordinator.tasks import TaskKind, TaskMessage, parse_invoke_data
+
+from .codec import encode_error, encode_value, outcome_of
+from .context import Context, LocalCall, Promise, RemoteCall
+from .driver import Await, Done, Driver, Failed, Local, Remote, Timer, Wait
+from .errors import EncodingError, ReplayDivergence, UnknownFunction
+from .registry import Registry
+from .retry import Exponential, RetryPolicy
+
+__all__ = ["Abandoned", "Completed", "Errored", "Execution", "Missing", "Suspended"]
+
+PARENT_TAG = "vow:parent"
+ROOT_TAG = "vow:root"
+FUNC_TAG = "vow:func"
+#: recorded children read per replay round trip
+REPLAY_WINDOW = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Errored:
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    error: UnknownFunction
+
+
+Result = Completed | Errored | Suspended | Missing
+
+
+class Abandoned(Exception):
+    """The worker is stopping while a retry waits: give the task back instead of finishing it."""
+
+
+_SUSPEND = Suspended()
+Outcome = tuple[bool, Any]
+
+
+def name_of(func: Any) -> str:
+    return getattr(func, "__name__", repr(func))
+
+
+class Execution:
+    """One drive of the promise ``root`` under fencing counter ``counter``."""
+
+    def __init__(
+        self,
+        *,
+        store: RedisStore,
+        registry: Registry,
+        group: str,
+        dependencies: Mapping[str, Any],
+        root: DurablePromise,
+        fresh: bool,
+        stop: threading.Event,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.group = group
+        self.dependencies = dependencies
+        self.root = root
+        self.fresh = fresh
+        self.stop = stop
+        self.clock_ms = clock_ms
+        self.cache: dict[str, DurablePromise | None] = {}
+        self.function = ""
+
+    # -- entry --------------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        try:
+            name, args, kwargs = parse_invoke_data(self.root.param.data)
+        except ValidationError as e:
+            return Errored(e)
+        self.function = name
+        entry = self.registry.get(name)
+        if entry is None:
+            return Missing(UnknownFunction(name, self.group))
+        ctx = self._context(self.root.id)
+        if entry.is_generator:
+            outcome = self.drive(self.root.id, entry.func(ctx, *args, **kwargs))
+        else:
+            outcome = self.call(entry.func, ctx, args, kwargs, entry.retry_policy, entry.non_retryable)
+        if isinstance(outcome, Suspended):
+            return outcome
+        return Completed(outcome[1]) if outcome[0] else Errored(outcome[1])
+
+    def _context(self, promise_id: str) -> Context:
+        return Context(promise_id, self.root.id, self.dependencies, group=self.group)
+
+    # -- plain functions ------------------------------------------------------------------------
+
+    def call(
+        self,
+        func: Callable[..., Any],
+        ctx: Context,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any],
+        policy: RetryPolicy | None,
+        non_retryable: tuple[type[BaseException], ...],
+    ) -> Outcome:
+        policy = policy or Exponential()
+        attempt = 0
+        while True:
+            ctx.attempt = attempt
+            try:
+                return True, func(ctx, *args, **kwargs)
+            except Exception as e:  # user code: record whatever it raised
+                if non_retryable and isinstance(e, non_retryable):
+                    return False, e
+                delay = policy.next_delay(attempt)
+                if delay is None:
+                    return False, e
+            attempt += 1
+            if self.stop.wait(delay):
+                raise Abandoned()
+
+    # -- generators -----------------------------------------------------------------------------
+
+    def drive(self, node_id: str, generator: Generator[Any, Any, Any]) -> Outcome | Suspended:
+        driver = Driver(node_id, generator)
+        outcome: Outcome | None = None
+        while True:
+            step = driver.advance(outcome)
+            if isinstance(step, Done):
+                return True, step.value
+            if isinstance(step, Failed):
+                return False, step.error
+            try:
+                result = self._perform(node_id, step)
+            except ReplayDivergence as e:
+                generator.close()
+                return False, e
+            except ValidationError as e:  # e.g. arguments JSON cannot carry: raised at the yield
+                result = (False, e)
+            if isinstance(result, Suspended):
+                generator.close()
+                return result
+            outcome = result
+
+    def _perform(self, node_id: str, step: Local | Remote | Wait | Timer | Await) -> Outcome | Suspended:
+        if isinstance(step, Local):
+            return self._local(node_id, step.id, step.call)
+        if isinstance(step, Remote):
+            return self._remote(node_id, step.id, step.call)
+        if isinstance(step, Wait):
+            timeout = self._timeout(step.command.options.timeout)
+            return self._wait(step.id, timeout, {PARENT_TAG: node_id, ROOT_TAG: self.root.id})
+        if isinstance(step, Timer):
+            due = self.clock_ms() + max(1, int(step.seconds * 1000))
+            tags = {TIMER_TAG: "true", PARENT_TAG: node_id, ROOT_TAG: self.root.id}
+            return self._wait(step.id, due, tags)
+        return self._await(step.id)
+
+    def _timeout(self, seconds: float | None) -> int:
+        if seconds is None:
+            return self.root.timeout
+        return self.clock_ms() + max(1, int(seconds * 1000))
+
+    def _local(self, node_id: str, child_id: str, call: LocalCall) -> Outcome | Suspended:
+        name = name_of(call.func)
+        record = self._recorded(node_id, child_id)
+        if record is not None:
+            self._check_same(child_id, record, name)
+        else:
+            ctx = self._context(child_id)
+            result: Outcome | Suspended
+            if inspect.isgeneratorfunction(call.func):
+                result = self.drive(child_id, call.func(ctx, *call.args, **call.kwargs))
+                if isinstance(result, Suspended):
+                    return result
+            else:
+                entry = self.registry.get(name)
+                policy = call.options.retry_policy or (entry.retry_policy if entry else None)
+                non_retryable = call.options.non_retryable or (entry.non_retryable if entry else ())
+                result = self.call(call.func, ctx, call.args, call.kwargs, policy, non_retryable)
+            record = self._record(node_id, child_id, name, result)
+        if record.pending:  # created by someone else under this id: wait for it like a remote
+            return self._await(child_id) if not call.handle else (True, Promise(child_id))
+        if call.handle:
+            return True, Promise(child_id)
+        return outcome_of(record)
+
+    def _record(self, node_id: str, child_id: str, name: str, result: Outcome) -> DurablePromise:
+        ok, value = result
+        if ok:
+            try:
+                state, encoded = State.RESOLVED, encode_value(value)
+            except EncodingError as e:
+                state, encoded = State.REJECTED, encode_error(e)
+        else:
+            state, encoded = State.REJECTED, encode_error(value)
+        _, record = self.store.create_ex(
+            child_id, self.root.timeout, ikey=child_id,
+            tags={PARENT_TAG: node_id, ROOT_TAG: self.root.id, FUNC_TAG: name},
+            step=Step(state, encoded, child_id),
+        )
+        self.cache[child_id] = record
+        return record
+
+    def _remote(self, node_id: str, child_id: str, call: RemoteCall) -> Outcome | Suspended:
+        tags = {PARENT_TAG: node_id, ROOT_TAG: self.root.id}
+        request = call.request
+        if request is not None:
+            data = _json_data(request.data)
+            tags.update(request.tags or {})
+            name = _invoke_name(data) if INVOKE_TAG in tags else None
+            timeout = self._timeout(request.timeout)
+            ikey, strict, headers = request.ikey or child_id, request.strict, request.headers
+        else:
+            group = call.options.target or self.group
+            name = call.func
+            data = _json_data({"func": name, "args": list(call.args), "kwargs": dict(call.kwargs)})
+            tags[INVOKE_TAG] = f"poll://{group}"
+            tags.update(call.options.tags or {})
+            timeout, ikey, strict, headers = self._timeout(call.options.timeout), child_id, False, None
+        if name:
+            tags[FUNC_TAG] = name
+        record = self._recorded(node_id, child_id)
+        if record is None or record.pending:
+            _, record = self.store.create_ex(
+                child_id, timeout, ikey=ikey, strict=strict, headers=headers, data=data, tags=tags,
+                callback=self._callback(child_id), adopt=True,
+            )
+            self.cache[child_id] = record
+        if name and record.tags.get(PARENT_TAG) == node_id:
+            self._check_same(child_id, record, name)
+        if call.handle:
+            return True, Promise(child_id)
+        return outcome_of(record) if record.completed else _SUSPEND
+
+    def _wait(self, child_id: str, timeout: int, tags: dict[str, str]) -> Outcome | Suspended:
+        record = self.cache.get(child_id)
+        if record is None or record.pending:
+            _, record = self.store.create_ex(
+                child_id, timeout, ikey=child_id, tags=tags, callback=self._callback(child_id), adopt=True
+            )
+            self.cache[child_id] = record
+        return outcome_of(record) if record.completed else _SUSPEND
+
+    def _await(self, promise_id: str) -> Outcome | Suspended:
+        record = self.cache.get(promise_id)
+        if record is None or record.pending:
+            record = self.store.register_callback(promise_id, self._callback(promise_id))
+            self.cache[promise_id] = record
+        return outcome_of(record) if record.completed else _SUSPEND
+
+    def _callback(self, awaited_id: str) -> Callback:
+        message = TaskMessage(TaskKind.RESUME, self.root.id, self.group, self.function, awaited_id)
+        return Callback(self.root.id, self.group, message.encode())
+
+    # -- replay ---------------------------------------------------------------------------------
+
+    def _recorded(self, node_id: str, child_id: str) -> DurablePromise | None:
+        if child_id in self.cache:
+            return self.cache[child_id]
+        if self.fresh:
+            return None
+        ids = [child_id]
+        prefix = node_id + "."
+        if child_id.startswith(prefix) and child_id[len(prefix):].isdigit():
+            n = int(child_id[len(prefix):])
+            ids += [f"{prefix}{i}" for i in range(n + 1, n + REPLAY_WINDOW)]
+        pipe = self.store.client.pipeline(transaction=False)
+        for promise_id in ids:
+            pipe.hgetall(keys.promise(promise_id))
+        for promise_id, fields in zip(ids, pipe.execute(), strict=True):
+            self.cache[promise_id] = decode_promise(keys.promise(promise_id), fields) if fields else None
+        return self.cache[child_id]
+
+    def _check_same(self, child_id: str, record: DurablePromise, name: str) -> None:
+        recorded = record.tags.get(FUNC_TAG)
+        if recorded is not None and recorded != name:
+            raise ReplayDivergence(
+                self.root.id,
+                f"workflow {self.root.id!r} diverged on replay at step {child_id!r}: "
+                f"recorded {recorded!r}, now {name!r}",
+            )
+
+
+def _json_data(data: Any) -> str | bytes | None:
+    if data is None or isinstance(data, str | bytes):
+        return data
+    try:
+        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise EncodingError(f"cannot encode call data as JSON: {e}") from e
+
+
+def _invoke_name(data: str | bytes | None) -> str | None:
+    try:
+        return parse_invoke_data(data.encode() if isinstance(data, str) else data)[0]
+    except (ValidationError, VowError):
+        return None

@@ -1,0 +1,391 @@
+"""The worker loop: reads a logic group's tasks from Redis and runs them on a thread pool.
+
+Threads of one worker:
+
+- a reader (one per partition on a cluster) blocked in ``XREADGROUP ... BLOCK`` — an idle worker
+  makes no busy loop; it reads at most as many entries as it has free slots;
+- ``concurrency`` executor threads, each running one task at a time;
+- a maintenance thread: heartbeats (lease + entry idle time) every ``heartbeat_ms``, takes over
+  entries idle past ``lease_ms`` (``XAUTOCLAIM``) every ``reclaim_ms``, and runs the store's
+  timeout sweep every ``sweep_ms`` (a per-partition lock keeps concurrent workers from repeating
+  it; a double run is harmless anyway).
+
+Delivery: at least once. A task delivered more than ``max_deliveries`` times goes to the group's
+dead-letter stream with the reason instead of running again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator import keys
+from coordinator.errors import StoreConnectionError, StoreError, VowError
+from coordinator.queue import Delivery, TaskQueue
+from coordinator.records import State
+from coordinator.store import RedisStore
+
+from .codec import encode_error, encode_value
+from .errors import EncodingError
+from .executor import Abandoned, Completed, Errored, Execution, Missing, Suspended
+from .registry import Registry
+
+__all__ = ["Worker", "WorkerSettings"]
+
+log = logging.getLogger("vow.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Recovery timings and limits of a worker (milliseconds unless said otherwise)."""
+
+    concurrency: int = 16
+    #: a claimed task not heartbeated for this long is taken over by another worker
+    lease_ms: int = 15_000
+    #: how often leases and held entries are extended (keep well under lease_ms)
+    heartbeat_ms: int = 5_000
+    #: how often stale entries of dead workers are looked for
+    reclaim_ms: int = 5_000
+    #: how often due promise timeouts are applied (timers, human-wait deadlines)
+    sweep_ms: int = 1_000
+    #: deliveries after which a task is dead-lettered
+    max_deliveries: int = 5
+    #: entries read per XREADGROUP at most
+    read_batch: int = 64
+    #: seconds in-flight tasks get to finish on shutdown before they are released
+    shutdown_grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.max_deliveries < 1:
+            raise ValueError("concurrency and max_deliveries must be at least 1")
+        if not 0 < self.heartbeat_ms < self.lease_ms:
+            raise ValueError("heartbeat_ms must be positive and below lease_ms")
+
+
+@dataclass
+class _Held:
+    delivery: Delivery
+    promise_id: str | None = None
+    counter: int | None = None
+    future: concurrent.futures.Future[None] | None = None
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Serves one logic group of a registry until stopped."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        group: str,
+        registry: Registry,
+        dependencies: Mapping[str, Any],
+        settings: WorkerSettings | None = None,
+        consumer: str | None = None,
+    ) -> None:
+        self.store = store
+        self.group = group
+        self.registry = registry
+        self.dependencies = dependencies
+        self.settings = settings or WorkerSettings()
+        self.consumer = consumer or consumer_name()
+        self.queue = TaskQueue(store, group, self.consumer, lease_ms=self.settings.lease_ms)
+        self.stopping = threading.Event()  # no new reads; retry waits give up
+        self._done = threading.Event()      # maintenance ends
+        self._held: dict[tuple[int, str], _Held] = {}
+        self._lock = threading.Condition()
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="vow-task")
+        self._threads: list[threading.Thread] = []
+        self._clock_offset_ms = 0
+        self.started = False
+        self.tasks_done = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Worker:
+        if self.started:
+            return self
+        self.started = True
+        self._connect_with_backoff()
+        readers: list[list[int] | None] = (
+            [[p] for p in range(keys.PARTITIONS)] if self.queue.is_cluster else [None]
+        )
+        for i, partitions in enumerate(readers):
+            self._spawn(f"vow-reader-{i}", functools.partial(self._read_loop, partitions))
+        self._spawn("vow-maintenance", self._maintenance_loop)
+        log.info("worker %s serving group %r (%d functions)", self.consumer, self.group, len(self.registry))
+        return self
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _connect_with_backoff(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                self.queue.ensure_groups()
+                self._measure_clock()
+                return
+            except StoreConnectionError as e:
+                log.warning("cannot reach Redis (%s); retrying in %.1fs", e, delay)
+                if self.stopping.wait(delay):
+                    return
+                delay = min(delay * 2, 2.0)
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop reading, let in-flight tasks finish within the grace period, release the rest."""
+        if not self.started or self._done.is_set():
+            return
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        self.stopping.set()
+        with self._lock:
+            self._lock.notify_all()
+            held = list(self._held.values())
+        queued = [h for h in held if h.future is not None and h.future.cancel()]
+        for h in queued:
+            self._give_back(h, counted=False)
+        running = [h.future for h in held if h.future is not None and h not in queued]
+        concurrent.futures.wait([f for f in running if f is not None], timeout=grace)
+        with self._lock:
+            leftover = list(self._held.values())
+        for h in leftover:
+            self._give_back(h, counted=False)
+        self._done.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.queue.close()
+        log.info("worker %s stopped (%d released)", self.consumer, len(queued) + len(leftover))
+
+    def _give_back(self, held: _Held, counted: bool) -> None:
+        """Release the lease (if claimed) and put the entry back for another worker."""
+        try:
+            if held.promise_id is not None and held.counter is not None:
+                self.queue.release(held.promise_id, held.counter)
+            message = held.delivery.message
+            if message is not None:
+                n = held.delivery.deliveries if counted else max(0, held.delivery.deliveries - 1)
+                self.queue.requeue(held.delivery, dataclasses.replace(message, deliveries=n).encode())
+        except VowError as e:
+            log.warning("could not give back %s: %s (it will be reclaimed after the lease)", held.delivery.entry_id, e)
+        finally:
+            self._forget(held.delivery)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        return self.settings.concurrency - len(self._held)
+
+    def _read_loop(self, partitions: list[int] | None) -> None:
+        delay = 0.1
+        while not self.stopping.is_set():
+            with self._lock:
+                while self._free_slots() <= 0 and not self.stopping.is_set():
+                    self._lock.wait(1.0)
+                free = self._free_slots()
+            if self.stopping.is_set():
+                return
+            try:
+                deliveries = self.queue.read(min(free, self.settings.read_batch), partitions=partitions)
+                delay = 0.1
+            except (StoreConnectionError, StoreError) as e:
+                log.warning("reading tasks failed (%s); retrying in %.1fs", e, delay)
+                if "NOGROUP" in str(e):
+                    self._connect_with_backoff()
+                if self.stopping.wait(delay):
+                    return
+                delay = min(delay * 2, 2.0)
+                continue
+            for delivery in deliveries:
+                self._submit(delivery)
+
+    def _submit(self, delivery: Delivery) -> None:
+        key = (delivery.partition, delivery.entry_id)
+        with self._lock:
+            if key in self._held:
+                return  # already running here (a reclaim of our own entry)
+            held = _Held(delivery)
+            self._held[key] = held
+        try:
+            held.future = self._pool.submit(self._process, held)
+        except RuntimeError:  # pool shut down while stopping
+            self._forget(delivery)
+
+    def _forget(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._held.pop((delivery.partition, delivery.entry_id), None)
+            self._lock.notify_all()
+
+    # -- processing -----------------------------------------------------------------------------
+
+    def _process(self, held: _Held) -> None:
+        delivery = held.delivery
+        started = time.monotonic()
+        outcome = "?"
+        try:
+            outcome = self._handle(held)
+        except Abandoned:
+            outcome = "released (stopping)"
+            self._give_back(held, counted=False)
+        except StoreConnectionError as e:
+            outcome = f"interrupted ({e}); left for reclaim"
+        except Exception as e:  # a bug in Vow itself: keep the worker alive, leave the entry pending
+            outcome = f"internal error {type(e).__name__}: {e}"
+            log.exception("task %s failed inside the worker", delivery.entry_id)
+        finally:
+            self._forget(delivery)
+            self.tasks_done += 1
+        message = delivery.message
+        log.info(
+            "task %s %s %s -> %s in %.1f ms",
+            message.id if message else delivery.entry_id,
+            message.kind.value if message else "?",
+            (message.func or "-") if message else "-",
+            outcome,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _refusal(self, delivery: Delivery) -> str | None:
+        """Why this entry must go to the dead-letter stream without running, if it must."""
+        message = delivery.message
+        limit = self.settings.max_deliveries
+        if message is None:
+            return f"malformed task message: {delivery.malformed}"
+        if message.group != self.group:
+            return f"task for group {message.group!r} read by group {self.group!r}"
+        if delivery.deliveries > limit:
+            return f"delivered {delivery.deliveries} times without completing (limit {limit})"
+        return None
+
+    def _handle(self, held: _Held) -> str:
+        delivery = held.delivery
+        limit = self.settings.max_deliveries
+        reason = self._refusal(delivery)
+        if reason is not None:
+            self.queue.dead_letter(delivery, reason)
+            return f"dead-lettered: {reason}"
+        message = delivery.message
+        assert message is not None
+        claim = self.queue.claim(message.id)
+        if claim.status == "gone":
+            self.queue.dead_letter(delivery, f"promise {message.id!r} does not exist")
+            return "dead-lettered (no promise)"
+        if claim.status == "done":
+            self.queue.ack(delivery)
+            return "already completed"
+        if claim.status == "busy":
+            if delivery.deliveries - message.deliveries <= 1:
+                self.queue.ack(delivery)  # the lease holder runs it again (wake flag)
+            return "busy elsewhere"
+        assert claim.promise is not None
+        held.promise_id, held.counter = message.id, claim.counter
+        fresh = claim.counter == 1
+        while True:
+            execution = Execution(
+                store=self.store, registry=self.registry, group=self.group, dependencies=self.dependencies,
+                root=claim.promise, fresh=fresh, stop=self.stopping, clock_ms=self.clock_ms,
+            )
+            result = execution.run()
+            if isinstance(result, Missing):
+                self.queue.release(message.id, claim.counter)
+                held.promise_id = held.counter = None
+                if delivery.deliveries >= limit:
+                    self.queue.dead_letter(delivery, f"{result.error} (after {delivery.deliveries} deliveries)")
+                    return "dead-lettered (unknown function)"
+                self.queue.requeue(delivery, dataclasses.replace(message, deliveries=delivery.deliveries).encode())
+                return f"requeued: {result.error}"
+            if isinstance(result, Suspended):
+                answer = self.queue.suspend(message.id, claim.counter, delivery)
+                if answer == "wake":
+                    fresh = False
+                    continue
+                return "suspended" if answer == "ok" else "lost lease (fenced)"
+            state, value = self._final_value(result)
+            settled = self.queue.settle(message.id, claim.counter, state, value, delivery)
+            if settled is None:
+                return "lost lease (fenced)"
+            return "resolved" if state is State.RESOLVED else "rejected"
+
+    @staticmethod
+    def _final_value(result: Completed | Errored) -> tuple[State, Any]:
+        if isinstance(result, Completed):
+            try:
+                return State.RESOLVED, encode_value(result.value)
+            except EncodingError as e:
+                return State.REJECTED, encode_error(e)
+        return State.REJECTED, encode_error(result.error)
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def clock_ms(self) -> int:
+        """The store's clock: injected, or this machine's clock corrected to the server's TIME."""
+        if self.store.clock is not None:
+            return self.store.clock()
+        return int(time.time() * 1000) + self._clock_offset_ms
+
+    def _measure_clock(self) -> None:
+        if self.store.clock is None:
+            before = time.time()
+            server = self.store.now()
+            after = time.time()
+            self._clock_offset_ms = server - int((before + after) * 500)
+
+    def _maintenance_loop(self) -> None:
+        s = self.settings
+        due = {"heartbeat": 0.0, "reclaim": 0.0, "sweep": 0.0}
+        period = {"heartbeat": s.heartbeat_ms / 1000, "reclaim": s.reclaim_ms / 1000, "sweep": s.sweep_ms / 1000}
+        jobs: dict[str, Callable[[], None]] = {
+            "heartbeat": self._heartbeat, "reclaim": self._reclaim, "sweep": self._sweep,
+        }
+        while not self._done.is_set():
+            now = time.monotonic()
+            for name, job in jobs.items():
+                if now >= due[name]:
+                    due[name] = now + period[name]
+                    try:
+                        job()
+                    except VowError as e:
+                        log.warning("%s failed: %s", name, e)
+            self._done.wait(max(0.01, min(due.values()) - time.monotonic()))
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            held = list(self._held.values())
+        by_partition: dict[int, list[str]] = {}
+        for h in held:
+            by_partition.setdefault(h.delivery.partition, []).append(h.delivery.entry_id)
+            if h.promise_id is not None and h.counter is not None:
+                if not self.queue.heartbeat(h.promise_id, h.counter):
+                    log.warning("lease of %s lost; its result will be discarded", h.promise_id)
+        for partition, ids in by_partition.items():
+            self.queue.touch(partition, ids)
+
+    def _reclaim(self) -> None:
+        if self.stopping.is_set():
+            return
+        free = self._free_slots()
+        if free <= 0:
+            return
+        for delivery in self.queue.reclaim(count=min(free, 32)):
+            self._submit(delivery)
+
+    def _sweep(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.store.sweep(lock_ms=max(1, self.settings.sweep_ms - 50))
+        self._measure_clock()
