@@ -98,8 +98,13 @@ class TaskQueue:
         return self._reader
 
     def close(self) -> None:
-        if self._reader is not None and self._reader is not self.store._client:
-            self._reader.close()
+        """Close the reader's connections (a read blocked on them returns with an error)."""
+        reader = self._reader
+        if reader is not None and reader is not self.store._client:
+            if isinstance(reader, redis.RedisCluster):
+                reader.close()
+            else:
+                reader.connection_pool.disconnect(inuse_connections=True)
 
     # -- streams ----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ cluster with ``CLUSTER ADDSLOTSRANGE`` / ``CLUSTER MEET`` (no ``redis-cli`` need
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -82,6 +83,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too; cluster ports must be <= 55535."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randint(20000, 55535)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise ServerStartError("no free port pair (P, P+10000) for a cluster node")
 
 
 def port_is_taken(port: int, host: str = "127.0.0.1") -> bool:
@@ -217,6 +237,7 @@ class ClusterProcess:
             node_dir.mkdir()
             self.nodes.append(
                 ServerProcess(
+                    port=free_cluster_port(),
                     directory=node_dir,
                     binary=self.binary,
                     extra_args=[

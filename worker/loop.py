@@ -166,10 +166,10 @@ class Worker:
         for h in leftover:
             self._give_back(h, counted=False)
         self._done.set()
+        self.queue.close()  # closing the reader's socket ends a blocked XREADGROUP at once
         for thread in self._threads:
             thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self.queue.close()
         log.info("worker %s stopped (%d released)", self.consumer, len(queued) + len(leftover))
 
     def _give_back(self, held: _Held, counted: bool) -> None:
@@ -203,7 +203,9 @@ class Worker:
             try:
                 deliveries = self.queue.read(min(free, self.settings.read_batch), partitions=partitions)
                 delay = 0.1
-            except (StoreConnectionError, StoreError) as e:
+            except (VowError, OSError, ValueError) as e:  # ValueError: socket closed under a read by stop()
+                if self.stopping.is_set():
+                    return
                 log.warning("reading tasks failed (%s); retrying in %.1fs", e, delay)
                 if "NOGROUP" in str(e):
                     self._connect_with_backoff()
@@ -212,7 +214,10 @@ class Worker:
                 delay = min(delay * 2, 2.0)
                 continue
             for delivery in deliveries:
-                self._submit(delivery)
+                if self.stopping.is_set():  # read while stopping: hand it straight back
+                    self._give_back(_Held(delivery), counted=False)
+                else:
+                    self._submit(delivery)
 
     def _submit(self, delivery: Delivery) -> None:
         key = (delivery.partition, delivery.entry_id)
@@ -309,10 +314,11 @@ class Worker:
                     return "dead-lettered (unknown function)"
                 self.queue.requeue(delivery, dataclasses.replace(message, deliveries=delivery.deliveries).encode())
                 return f"requeued: {result.error}"
+            held.counter = None  # committing: the heartbeat leaves this execution alone
             if isinstance(result, Suspended):
                 answer = self.queue.suspend(message.id, claim.counter, delivery)
                 if answer == "wake":
-                    fresh = False
+                    held.counter, fresh = claim.counter, False
                     continue
                 return "suspended" if answer == "ok" else "lost lease (fenced)"
             state, value = self._final_value(result)

@@ -1,0 +1,136 @@
+"""Applications the worker tests run in real worker processes.
+
+``python -m tests.apps APP --url URL [--group G] [--lease-ms N] ...`` builds the named app's
+Scheduler, prints ``ready <consumer>`` once it serves, and serves until SIGTERM/SIGINT.
+
+Side effects are counted in Redis (``test:count:<name>`` keys) so tests can prove how many times
+a step really ran, across processes and crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import redis
+
+from coordinator import RedisStore
+from worker import Context, CreateDurablePromiseReq, Scheduler, WorkerSettings
+
+COUNT_PREFIX = "test:count:"
+
+
+def counter(ctx: Context) -> redis.Redis:
+    return ctx.get_dependency("counter")  # type: ignore[no-any-return]
+
+
+def bump(ctx: Context, name: str) -> int:
+    return int(counter(ctx).incr(COUNT_PREFIX + name))
+
+
+# -- the seed story ------------------------------------------------------------------------------
+
+
+def send_email(ctx: Context, email: str) -> None:
+    bump(ctx, f"send_email:{email}")
+    print(f"Email sent to {email}", flush=True)
+
+
+def step3(ctx: Context) -> None:
+    bump(ctx, "step3")
+    print("Next step in the process", flush=True)
+
+
+def workflow(ctx: Context, email: str) -> Generator[Any, Any, str]:
+    yield ctx.rfc(
+        CreateDurablePromiseReq(
+            promise_id=f"send-confirmation-email-{email}",
+            data={"func": "send_email", "args": [email], "kwargs": {}},
+            headers=None,
+            tags={"resonate:invoke": "poll://email-service"},
+        )
+    )
+    print(f"Email sent to {email}", flush=True)
+    confirmation = yield ctx.rfc(CreateDurablePromiseReq(promise_id=f"email-confirmed-{email}"))
+    print(f"Email address {email} confirmed: {confirmation}", flush=True)
+    yield ctx.lfc(step3)
+    bump(ctx, f"workflow-finished:{email}")
+    return f"confirmed={confirmation}"
+
+
+# -- crash and fencing scenarios -----------------------------------------------------------------
+
+
+def slow_step(ctx: Context, name: str, seconds: float) -> str:
+    """Counts its start; sleeps in small slices (so SIGSTOP/kill land mid-step)."""
+    bump(ctx, f"slow-start:{name}")
+    # Simulated work in slices, so a SIGSTOP or kill -9 lands in the middle of the step.
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    bump(ctx, f"slow-end:{name}")
+    return name
+
+
+def crash_workflow(ctx: Context, name: str, seconds: float) -> Generator[Any, Any, str]:
+    first = yield ctx.lfc(slow_step, name, seconds)
+    bump(ctx, f"after-slow:{name}")
+    return f"{first}-done"
+
+
+def waiter(ctx: Context, name: str) -> Generator[Any, Any, Any]:
+    value = yield ctx.promise(id=f"human-{name}")
+    bump(ctx, "waiter-finished")
+    return value
+
+
+APPS: dict[str, tuple[str, list[Callable[..., Any]]]] = {
+    "email": ("email-service", [send_email]),
+    "workflow": ("workflow-service", [workflow, step3]),
+    "crash": ("crash", [crash_workflow, slow_step]),
+    "waiter": ("waiters", [waiter]),
+}
+
+
+def build(app: str, url: str, settings: WorkerSettings, group: str | None = None) -> Scheduler:
+    default_group, functions = APPS[app]
+    scheduler = Scheduler(RedisStore(url=url), logic_group=group or default_group, settings=settings, serve=False)
+    scheduler.set_dependency("counter", RedisStore(url=url).client)  # a cluster client on a cluster
+    for func in functions:
+        scheduler.register(func)
+    return scheduler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("app", choices=sorted(APPS))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--group")
+    parser.add_argument("--lease-ms", type=int, default=1000)
+    parser.add_argument("--heartbeat-ms", type=int, default=200)
+    parser.add_argument("--reclaim-ms", type=int, default=200)
+    parser.add_argument("--sweep-ms", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-deliveries", type=int, default=5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s")
+    settings = WorkerSettings(
+        concurrency=args.concurrency, lease_ms=args.lease_ms, heartbeat_ms=args.heartbeat_ms,
+        reclaim_ms=args.reclaim_ms, sweep_ms=args.sweep_ms, max_deliveries=args.max_deliveries,
+        shutdown_grace_s=5.0,
+    )
+    scheduler = build(args.app, args.url, settings, args.group)
+    worker = scheduler.start()
+    print(f"ready {worker.consumer}", flush=True)
+    scheduler.wait_for_ever()
+    print("stopped", flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
