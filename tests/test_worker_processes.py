@@ -220,3 +220,28 @@ def test_worker_reconnects_after_redis_restarts(tmp_path: object, workers: list[
         assert handle.result(timeout=30) == "back"
     finally:
         server.stop()
+
+
+def test_sigterm_lets_the_running_task_finish(
+    redis_url: str, client: redis.Redis, workers: list[WorkerProcess]
+) -> None:
+    worker = WorkerProcess("crash", redis_url, "--grace", "10")
+    handle = starter(redis_url, "crash").run("graceful-1", apps.crash_workflow, "g1", 1.0)
+    wait_until(lambda: count(client, "slow-start:g1") == 1, what="the step to start")
+    assert worker.stop() == 0  # SIGTERM, then wait for the exit
+    assert handle.result(timeout=5) == "g1-done"
+    assert count(client, "slow-start:g1") == 1 and count(client, "slow-end:g1") == 1
+    assert pel_empty(client, "crash")
+
+
+def test_sigterm_past_the_grace_period_releases_the_task_to_another_worker(
+    redis_url: str, client: redis.Redis, workers: list[WorkerProcess]
+) -> None:
+    leaving = WorkerProcess("crash", redis_url, "--grace", "0.2", "--lease-ms", "30000", "--heartbeat-ms", "5000")
+    handle = starter(redis_url, "crash").run("released-1", apps.crash_workflow, "r1", 2.0)
+    wait_until(lambda: count(client, "slow-start:r1") == 1, what="the step to start")
+    assert leaving.stop() == 0
+    # Released, not left to expire: another worker takes it at once although the lease is 30 s.
+    workers.append(WorkerProcess("crash", redis_url, "--lease-ms", "30000", "--heartbeat-ms", "5000"))
+    assert handle.result(timeout=15) == "r1-done"
+    assert count(client, "slow-start:r1") == 2

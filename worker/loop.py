@@ -16,21 +16,21 @@ dead-letter stream with the reason instead of running again.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator import keys
-from coordinator.errors import StoreConnectionError, StoreError, VowError
+from coordinator.errors import StoreConnectionError, VowError
 from coordinator.queue import Delivery, TaskQueue
 from coordinator.records import State
 from coordinator.store import RedisStore
@@ -77,7 +77,8 @@ class _Held:
     delivery: Delivery
     promise_id: str | None = None
     counter: int | None = None
-    future: concurrent.futures.Future[None] | None = None
+    state: str = "queued"  # queued -> running -> finished, or queued -> released
+    finished: threading.Event = field(default_factory=threading.Event)
 
 
 def consumer_name() -> str:
@@ -107,7 +108,9 @@ class Worker:
         self._done = threading.Event()      # maintenance ends
         self._held: dict[tuple[int, str], _Held] = {}
         self._lock = threading.Condition()
-        self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="vow-task")
+        # Daemon threads, so a worker past its grace period exits at once instead of waiting for
+        # a task it already released.
+        self._tasks: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._clock_offset_ms = 0
         self.started = False
@@ -123,6 +126,8 @@ class Worker:
         readers: list[list[int] | None] = (
             [[p] for p in range(keys.PARTITIONS)] if self.queue.is_cluster else [None]
         )
+        for i in range(self.settings.concurrency):
+            self._spawn(f"vow-task-{i}", self._task_loop)
         for i, partitions in enumerate(readers):
             self._spawn(f"vow-reader-{i}", functools.partial(self._read_loop, partitions))
         self._spawn("vow-maintenance", self._maintenance_loop)
@@ -156,20 +161,25 @@ class Worker:
         with self._lock:
             self._lock.notify_all()
             held = list(self._held.values())
-        queued = [h for h in held if h.future is not None and h.future.cancel()]
+            queued = [h for h in held if h.state == "queued"]
+            for h in queued:
+                h.state = "released"
+            running = [h for h in held if h.state == "running"]
         for h in queued:
             self._give_back(h, counted=False)
-        running = [h.future for h in held if h.future is not None and h not in queued]
-        concurrent.futures.wait([f for f in running if f is not None], timeout=grace)
-        with self._lock:
-            leftover = list(self._held.values())
+        deadline = time.monotonic() + grace
+        for h in running:
+            h.finished.wait(max(0.0, deadline - time.monotonic()))
+        leftover = [h for h in running if not h.finished.is_set()]
         for h in leftover:
-            self._give_back(h, counted=False)
+            self._give_back(h, counted=False)  # its thread may go on; its commit will be fenced
         self._done.set()
         self.queue.close()  # closing the reader's socket ends a blocked XREADGROUP at once
+        for _ in range(self.settings.concurrency):
+            self._tasks.put(None)
         for thread in self._threads:
-            thread.join(timeout=5)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+            if not thread.name.startswith("vow-task"):
+                thread.join(timeout=5)
         log.info("worker %s stopped (%d released)", self.consumer, len(queued) + len(leftover))
 
     def _give_back(self, held: _Held, counted: bool) -> None:
@@ -226,10 +236,22 @@ class Worker:
                 return  # already running here (a reclaim of our own entry)
             held = _Held(delivery)
             self._held[key] = held
-        try:
-            held.future = self._pool.submit(self._process, held)
-        except RuntimeError:  # pool shut down while stopping
-            self._forget(delivery)
+        self._tasks.put(held)
+
+    def _task_loop(self) -> None:
+        while True:
+            held = self._tasks.get()
+            if held is None:
+                return
+            with self._lock:
+                if held.state != "queued":
+                    continue
+                held.state = "running"
+            try:
+                self._process(held)
+            finally:
+                held.state = "finished"
+                held.finished.set()
 
     def _forget(self, delivery: Delivery) -> None:
         with self._lock:

@@ -9,12 +9,13 @@ then shuts down gracefully.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, overload
 
 from coordinator.errors import AlreadyExists
@@ -29,9 +30,24 @@ from .loop import Worker, WorkerSettings
 from .registry import Registry
 from .retry import RetryPolicy
 
-__all__ = ["Handle", "Scheduler"]
+__all__ = ["Handle", "Scheduler", "no_autostart"]
 
 log = logging.getLogger("vow.scheduler")
+
+#: when False, register() does not start background serving (``vow worker start`` imports a
+#: user's module with it off, then serves with its own settings)
+_autostart = threading.local()
+
+
+@contextlib.contextmanager
+def no_autostart() -> Iterator[None]:
+    """Within this block, registering functions does not start serving (for importing apps)."""
+    previous = getattr(_autostart, "off", False)
+    _autostart.off = True
+    try:
+        yield
+    finally:
+        _autostart.off = previous
 
 #: default timeout of a root execution started with run()/rpc(): one year, in seconds
 DEFAULT_TIMEOUT_S = 365 * 24 * 3600
@@ -119,7 +135,7 @@ class Scheduler:
 
         def add(f: Callable[..., Any]) -> Callable[..., Any]:
             self.registry.add(f, name, retry_policy, tuple(non_retryable))
-            if self.serve:
+            if self.serve and not getattr(_autostart, "off", False):
                 self.start()
             return f
 
@@ -159,17 +175,21 @@ class Scheduler:
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: Any) -> None:
-            log.info("received %s, shutting down", signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            if stop.is_set():
+                log.info("received %s again; still shutting down gracefully", name)
+            else:
+                log.info("received %s, shutting down", name)
             stop.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             while not stop.wait(1.0):
                 pass
+            worker.stop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        worker.stop()
 
     wait_forever = wait_for_ever
 

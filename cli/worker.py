@@ -1,0 +1,86 @@
+"""``vow worker start MODULE:ATTR``: serve a logic group from a user's module.
+
+The module is imported the way uvicorn and celery do it (the current directory first on
+``sys.path``) with auto-serving switched off, so its Scheduler only starts serving here, with the
+settings given on the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from coordinator.store import RedisStore
+from worker.loop import WorkerSettings
+from worker.scheduler import Scheduler, no_autostart
+
+__all__ = ["load_scheduler", "worker"]
+
+
+class AppNotFound(click.UsageError):
+    """MODULE:ATTR does not name a Scheduler."""
+
+
+def load_scheduler(target: str) -> Scheduler:
+    """Import ``module[:attr]`` and return its Scheduler (the only one, when ``attr`` is omitted)."""
+    module_name, _, attr = target.partition(":")
+    if not module_name:
+        raise AppNotFound(f"{target!r} is not MODULE:ATTR (for example app:scheduler)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        with no_autostart():
+            module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            raise AppNotFound(f"module {module_name!r} not found (looked in {os.getcwd()} and sys.path)") from e
+        raise
+    if attr:
+        obj: Any = module
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise AppNotFound(f"module {module_name!r} has no attribute {attr!r}")
+            obj = getattr(obj, part)
+        if not isinstance(obj, Scheduler):
+            raise AppNotFound(f"{target!r} is a {type(obj).__name__}, not a vow Scheduler")
+        return obj
+    found = [v for v in vars(module).values() if isinstance(v, Scheduler)]
+    if len(found) != 1:
+        raise AppNotFound(f"module {module_name!r} has {len(found)} Schedulers; name one as {module_name}:ATTR")
+    return found[0]
+
+
+@click.group()
+def worker() -> None:
+    """Run workers that serve a logic group."""
+
+
+@worker.command(
+    "start",
+    epilog="Example: vow worker start email_service:resonate --concurrency 8",
+)
+@click.argument("target", metavar="MODULE:ATTR")
+@click.option("--group", help="Logic group to serve (default: the Scheduler's own).")
+@click.option("--concurrency", type=click.IntRange(1, 1024), help="Tasks run at once (default 16).")
+@click.option("--url", envvar="VOW_REDIS_URL", help="Redis URL (default: the app's own store).")
+def start(target: str, group: str | None, concurrency: int | None, url: str | None) -> None:
+    """Serve the functions registered on the Scheduler MODULE:ATTR until SIGTERM or Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = load_scheduler(target)
+    settings = app.settings
+    if concurrency is not None:
+        settings = WorkerSettings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
+                                     "concurrency": concurrency})
+    store = RedisStore(url) if url else app.store
+    served = Scheduler(store, group or app.group, settings=settings, serve=False)
+    served.registry = app.registry
+    served.dependencies = app.dependencies
+    click.echo(f"vow worker: serving group {served.group!r} at {store.display_url} "
+               f"({', '.join(app.registry.names()) or 'no functions'})", err=True)
+    served.wait_for_ever()
+    click.echo("vow worker: stopped", err=True)
