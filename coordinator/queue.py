@@ -120,6 +120,18 @@ class TaskQueue:
                         raise
                 self.client.sadd(keys.groups(partition), self.group)
 
+    def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy`` (``None`` where CONFIG is not allowed)."""
+        try:
+            with translate_errors(self.store.url):
+                reply = self.client.config_get("maxmemory-policy")
+        except StoreError:
+            return None
+        if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+            reply = next(iter(reply.values()))  # a cluster answers per node
+        value = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+        return _text(value) if value is not None else None
+
     def read(
         self, count: int, block_s: float = READ_BLOCK_S, partitions: Iterable[int] | None = None
     ) -> list[Delivery]:

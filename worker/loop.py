@@ -145,12 +145,20 @@ class Worker:
             try:
                 self.queue.ensure_groups()
                 self._measure_clock()
+                self._check_eviction()
                 return
             except StoreConnectionError as e:
                 log.warning("cannot reach Redis (%s); retrying in %.1fs", e, delay)
                 if self.stopping.wait(delay):
                     return
                 delay = min(delay * 2, 2.0)
+
+    def _check_eviction(self) -> None:
+        policy = self.queue.eviction_policy()
+        if policy is None:
+            log.warning("cannot read maxmemory-policy (CONFIG refused); Vow needs noeviction")
+        elif policy != "noeviction":
+            log.warning("maxmemory-policy is %s: Redis may evict promises and tasks; set noeviction", policy)
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop reading, let in-flight tasks finish within the grace period, release the rest."""
