@@ -178,11 +178,11 @@ class Execution:
             return self._remote(node_id, step.id, step.call)
         if isinstance(step, Wait):
             timeout = self._timeout(step.command.options.timeout)
-            return self._wait(step.id, timeout, {PARENT_TAG: node_id, ROOT_TAG: self.root.id})
+            return self._wait(node_id, step.id, timeout, {PARENT_TAG: node_id, ROOT_TAG: self.root.id})
         if isinstance(step, Timer):
             due = self.clock_ms() + max(1, int(step.seconds * 1000))
             tags = {TIMER_TAG: "true", PARENT_TAG: node_id, ROOT_TAG: self.root.id}
-            return self._wait(step.id, due, tags)
+            return self._wait(node_id, step.id, due, tags)
         return self._await(step.id)
 
     def _timeout(self, seconds: float | None) -> int:
@@ -262,8 +262,8 @@ class Execution:
             return True, Promise(child_id)
         return outcome_of(record) if record.completed else _SUSPEND
 
-    def _wait(self, child_id: str, timeout: int, tags: dict[str, str]) -> Outcome | Suspended:
-        record = self.cache.get(child_id)
+    def _wait(self, node_id: str, child_id: str, timeout: int, tags: dict[str, str]) -> Outcome | Suspended:
+        record = self._recorded(node_id, child_id)
         if record is None or record.pending:
             _, record = self.store.create_ex(
                 child_id, timeout, ikey=child_id, tags=tags, callback=self._callback(child_id), adopt=True

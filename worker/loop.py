@@ -44,6 +44,9 @@ __all__ = ["Worker", "WorkerSettings"]
 
 log = logging.getLogger("vow.worker")
 
+#: seconds between two measurements of this machine's clock against the server's TIME
+CLOCK_REFRESH_S = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
@@ -113,6 +116,7 @@ class Worker:
         self._tasks: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._clock_offset_ms = 0
+        self._clock_measured = 0.0
         self.started = False
         self.tasks_done = 0
 
@@ -375,6 +379,7 @@ class Worker:
         return int(time.time() * 1000) + self._clock_offset_ms
 
     def _measure_clock(self) -> None:
+        self._clock_measured = time.monotonic()
         if self.store.clock is None:
             before = time.time()
             server = self.store.now()
@@ -424,4 +429,5 @@ class Worker:
         if self.stopping.is_set():
             return
         self.store.sweep(lock_ms=max(1, self.settings.sweep_ms - 50))
-        self._measure_clock()
+        if time.monotonic() - self._clock_measured > CLOCK_REFRESH_S:
+            self._measure_clock()
