@@ -89,11 +89,28 @@ def waiter(ctx: Context, name: str) -> Generator[Any, Any, Any]:
     return value
 
 
+def work(ctx: Context, i: int, seconds: float) -> int:
+    bump(ctx, f"work:{ctx.id}")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        threading.Event().wait(0.005)
+    return i
+
+
+def chaos_flow(ctx: Context, i: int) -> Generator[Any, Any, int]:
+    a = yield ctx.lfc(work, i, 0.05)
+    b = yield ctx.rfc("work", i, 0.05)
+    yield ctx.sleep(0.05)
+    c = yield ctx.lfc(work, i, 0.05)
+    return int(a + b + c)
+
+
 APPS: dict[str, tuple[str, list[Callable[..., Any]]]] = {
     "email": ("email-service", [send_email]),
     "workflow": ("workflow-service", [workflow, step3]),
     "crash": ("crash", [crash_workflow, slow_step]),
     "waiter": ("waiters", [waiter]),
+    "chaos": ("chaos", [chaos_flow, work]),
 }
 
 

@@ -1,0 +1,82 @@
+"""Chaos: worker processes are killed with SIGKILL at random while workflows run.
+
+The bounded run is part of ``make test``; ``make chaos`` (VOW_CHAOS_LONG=1) runs the long one.
+Whatever the kills, every workflow finishes with the right value, its promise completed once,
+with nothing left pending and nothing dead-lettered.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from coordinator import RedisStore, keys
+from tests import apps
+from tests.harness import WorkerProcess, wait_until
+from worker import Scheduler
+
+LONG = os.environ.get("VOW_CHAOS_LONG") == "1"
+FLAGS = ("--lease-ms", "800", "--heartbeat-ms", "200", "--reclaim-ms", "150", "--sweep-ms", "50",
+         "--max-deliveries", "50")
+
+
+@pytest.fixture
+def pool(redis_url: str) -> Iterator[list[WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+    yield workers
+    for w in workers:
+        w.stop()
+
+
+def _chaos(redis_url: str, pool: list[WorkerProcess], workflows: int, kills: int, seed: int) -> None:
+    rng = random.Random(seed)
+    store = RedisStore(redis_url)
+    client: redis.Redis = store.client
+    starter = Scheduler(store, logic_group="chaos", serve=False)
+    starter.register(apps.chaos_flow)
+    starter.register(apps.work)
+    pool.extend(WorkerProcess("chaos", redis_url, *FLAGS) for _ in range(3))
+    handles = [starter.run(f"chaos-{i}", apps.chaos_flow, i) for i in range(workflows)]
+
+    def finished() -> int:
+        pipe = client.pipeline(transaction=False)
+        for i in range(workflows):
+            pipe.hget(keys.promise(f"chaos-{i}"), "state")
+        return sum(1 for state in pipe.execute() if state == b"RESOLVED")
+
+    pace = threading.Event()
+    landed = 0
+    for _ in range(kills):
+        pace.wait(rng.uniform(0.1, 0.4))  # the chaos schedule, not synchronisation
+        landed += finished() < workflows
+        victim = rng.randrange(len(pool))
+        pool[victim].kill()
+        pool[victim] = WorkerProcess("chaos", redis_url, *FLAGS)
+    wait_until(lambda: finished() == workflows, timeout=120 if LONG else 60, what="every workflow to finish")
+    assert [h.result(timeout=5) for h in handles] == [3 * i for i in range(workflows)]
+    for p in range(keys.PARTITIONS):
+        assert client.xlen(keys.dead_letters(p, "chaos")) == 0
+    wait_until(lambda: all(int(client.xpending(keys.task_stream(p, "chaos"), "chaos")["pending"]) == 0
+                           for p in range(keys.PARTITIONS)), what="every task to be acknowledged")
+    # Every step result was recorded once and is the one the workflow used.
+    for i in range(workflows):
+        assert store.get(f"chaos-{i}.1").value.data == str(i).encode()
+    runs = [int(v) for v in client.mget([f"{apps.COUNT_PREFIX}work:chaos-{i}.{n}" for i in range(workflows)
+                                         for n in (1, 4)]) if v]
+    print(f"chaos: {landed}/{kills} kills landed mid-run; {sum(r > 1 for r in runs)} local steps ran again")
+    assert landed >= kills // 2, "the kills must hit a running system"
+
+
+def test_chaos_bounded(redis_url: str, pool: list[WorkerProcess]) -> None:
+    _chaos(redis_url, pool, workflows=80, kills=5, seed=7)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LONG, reason="long chaos runs with make chaos (VOW_CHAOS_LONG=1)")
+def test_chaos_long(redis_url: str, pool: list[WorkerProcess]) -> None:
+    _chaos(redis_url, pool, workflows=600, kills=60, seed=11)
