@@ -77,6 +77,7 @@ def test_chaos_bounded(redis_url: str, pool: list[WorkerProcess]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(not LONG, reason="long chaos runs with make chaos (VOW_CHAOS_LONG=1)")
 def test_chaos_long(redis_url: str, pool: list[WorkerProcess]) -> None:
     _chaos(redis_url, pool, workflows=600, kills=60, seed=11)
