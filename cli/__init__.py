@@ -1,5 +1,8 @@
-"""The ``vow`` command line."""
+"""The ``vow`` command line: thin click commands over ``coordinator`` (and, later, ``worker``)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .errors import ExitCode
+from .main import cli, main
+
+__all__ = ["ExitCode", "cli", "main"]
