@@ -149,9 +149,6 @@ class ConsumerStats:
     pending: int
     idle_ms: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "pending": self.pending, "idle_ms": self.idle_ms}
-
 
 @dataclass(frozen=True, slots=True)
 class GroupStats:
@@ -173,16 +170,7 @@ class GroupStats:
     streams: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "length": self.length,
-            "pending": self.pending,
-            "lag": self.lag,
-            "entries_read": self.entries_read,
-            "dead": self.dead,
-            "streams": self.streams,
-            "consumers": [c.to_dict() for c in self.consumers],
-        }
+        return dataclasses.asdict(self) | {"consumers": [dataclasses.asdict(c) for c in self.consumers]}
 
 
 def known_groups(store: RedisStore) -> list[str]:
@@ -312,12 +300,7 @@ class PendingEntry:
 
 
 def _task_dict(task: TaskMessage | None) -> dict[str, Any] | None:
-    if task is None:
-        return None
-    return {
-        "kind": task.kind.value, "id": task.id, "group": task.group, "func": task.func,
-        "by": task.by, "deliveries": task.deliveries,
-    }
+    return None if task is None else dataclasses.asdict(task) | {"kind": task.kind.value}
 
 
 def pending_entries(store: RedisStore, group: str, limit: int = 100) -> list[PendingEntry]:
