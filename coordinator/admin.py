@@ -558,9 +558,11 @@ def _parent_of(promise: DurablePromise, known: Iterable[str], root_id: str) -> s
     return root_id
 
 
-def _child_order(node: TreeNode) -> tuple[int, int, str]:
-    last = node.promise.id.rsplit(".", 1)[-1]
-    return node.promise.created_on, int(last) if last.isdigit() else 0, node.promise.id
+def _child_order(node: TreeNode) -> tuple[int, int, int, str]:
+    """Creation order; within one millisecond numbered children ``{parent}.n`` by n, then the rest."""
+    head, _, last = node.promise.id.rpartition(".")
+    numbered = bool(head) and last.isdigit()
+    return node.promise.created_on, 0 if numbered else 1, int(last) if numbered else 0, node.promise.id
 
 
 def call_tree(store: RedisStore, root_id: str) -> TreeNode:
