@@ -146,7 +146,7 @@ def _map(key: str, name: str, raw: object) -> Mapping[str, str]:
         obj = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises several unrelated types on garbage
         raise CorruptRecord(key, f"field {name!r} is not msgpack") from e
-    if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in obj.items()):
         raise CorruptRecord(key, f"field {name!r} is not a map of strings")
     return _frozen(obj)
 

@@ -4,7 +4,9 @@ Each partition keeps sorted sets of its promise ids scored by ``created_on`` (al
 state family). A page merges the 16 partitions' indexes newest first (ties broken by id, in
 Redis's byte order), filters ids by the glob in Python, then reads the candidate records in one
 pipeline and filters them by state and tags. Nothing scans the keyspace (no ``KEYS``, no
-``SCAN``).
+``SCAN``). A ``resolved``/``rejected`` search also reads the pending indexes and keeps their
+entries whose timeout is due (one ``ZMSCORE`` per batch): they have timed out for every reader
+even before the sweep moves them.
 
 Cost of one call: at most ``SCAN_BUDGET`` index entries are examined (read in batches of
 ``FETCH``, one pipeline per batch round) plus one ``HGETALL`` per glob-matching candidate. When
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from . import keys
-from .errors import ValidationError
+from .errors import CorruptRecord, ValidationError
 from .records import DurablePromise, decode_promise
 from .states import apply_timeout
 from .validate import check_map
@@ -113,11 +115,15 @@ def _family(state: str | None) -> str:
 class _Partition:
     """One partition's index, read newest first in batches below a position."""
 
-    def __init__(self, index_key: str, start: Position | None) -> None:
+    def __init__(self, index_key: str, start: Position | None, timeouts_key: str | None = None) -> None:
         self.key = index_key
         self.buffer: list[Position] = []
         self.below = start  # everything at or above this position has been read
         self.exhausted = False
+        # Set when this is a pending index read for a resolved/rejected search: only its entries
+        # whose timeout is due (per this timeout index) are candidates.
+        self.timeouts_key = timeouts_key
+        self.due: set[bytes] = set()
 
     def queue(self, pipe: Any) -> None:
         if self.below is None:
@@ -167,24 +173,20 @@ def search_promises(
     matcher = glob_to_regex(id_pattern)
     start = decode_cursor(cursor) if cursor else None
     parts = [_Partition(keys.index(p, family), start) for p in range(keys.PARTITIONS)]
+    if family in ("resolved", "rejected"):
+        # A pending promise past its timeout is already REJECTED_TIMEDOUT (RESOLVED for a timer)
+        # for every reader, but only the sweep moves it to its family's index: read the pending
+        # indexes too, keeping only their due entries.
+        parts += [_Partition(keys.index(p, "pending"), start, keys.timeouts(p)) for p in range(keys.PARTITIONS)]
     client = store.client
     now = store.now()
 
     found: list[DurablePromise] = []
+    seen: set[bytes] = set()
     examined = 0
     last: Position | None = None
     while len(found) < limit and examined < SCAN_BUDGET:
-        stale = [p for p in parts if p.needs_fetch]
-        if stale:
-            pipe = client.pipeline(transaction=False)
-            for p in stale:
-                p.queue(pipe)
-            replies = pipe.execute()
-            offset = 0
-            for p in stale:
-                n = p.replies_needed()
-                p.take(replies[offset : offset + n])
-                offset += n
+        _fetch(client, [p for p in parts if p.needs_fetch], now)
         live = [p for p in parts if p.buffer]
         if not live:
             last = None
@@ -199,13 +201,42 @@ def search_promises(
             position = best.buffer.pop(0)
             examined += 1
             last = position
+            if best.timeouts_key is not None and position[1] not in best.due:
+                continue
+            if position[1] in seen:
+                continue  # read from the pending index and, once swept, from its family's index
             if matcher.fullmatch(position[1].decode("utf-8", "replace")):
+                seen.add(position[1])
                 candidates.append(position)
         found.extend(_load(store, client, candidates, family, wanted_tags, now))
         if all(p.exhausted and not p.buffer for p in parts):
             last = None
             break
     return SearchPage(found[:limit], encode_cursor(last) if last is not None else None)
+
+
+def _fetch(client: Any, stale: list[_Partition], now: int) -> None:
+    """Refill the buffers of ``stale`` partitions (one pipeline, and one more for due checks)."""
+    if not stale:
+        return
+    pipe = client.pipeline(transaction=False)
+    for p in stale:
+        p.queue(pipe)
+    replies = pipe.execute()
+    offset = 0
+    for p in stale:
+        n = p.replies_needed()
+        p.take(replies[offset : offset + n])
+        offset += n
+    # Note which entries just read from pending indexes have a due timeout.
+    readers = [p for p in stale if p.timeouts_key is not None and p.buffer]
+    if not readers:
+        return
+    pipe = client.pipeline(transaction=False)
+    for p in readers:
+        pipe.zmscore(p.timeouts_key, [m for _, m in p.buffer])
+    for p, scores in zip(readers, pipe.execute(), strict=True):
+        p.due = {m for (_, m), score in zip(p.buffer, scores, strict=True) if score is not None and score <= now}
 
 
 def _load(
@@ -223,7 +254,11 @@ def _load(
     for promise_id in ids:
         pipe.hgetall(keys.promise(promise_id))
     out: list[DurablePromise] = []
-    for promise_id, fields in zip(ids, pipe.execute(), strict=True):
+    for promise_id, fields in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(fields, Exception):
+            if "WRONGTYPE" in str(fields):
+                raise CorruptRecord(keys.promise(promise_id), "holds a value of the wrong Redis type") from fields
+            raise fields
         if not fields:
             continue  # indexed but gone (removed by hand): skip
         # Reads apply due timeouts, as every read does; the sweep writes them.

@@ -24,7 +24,8 @@ for i = 1, math.min(#due, limit) do
     p = ARGV[4] .. id, cb = ARGV[5] .. id, sub = ARGV[6] .. id, timeouts = KEYS[1],
     pending = KEYS[2], resolved = KEYS[3], rejected = KEYS[4],
   }
-  if timeout_if_due(K, id, now) then
+  -- a key of another type under the record's name is left alone (readers report it as corrupt)
+  if redis.call('TYPE', K.p)['ok'] == 'hash' and timeout_if_due(K, id, now) then
     count = count + 1
   else
     -- not pending any more (or not a well-formed record): it does not belong in the index
