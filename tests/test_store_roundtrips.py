@@ -1,0 +1,113 @@
+"""One request, one round trip: counted by the client (requests written to the socket) and by the
+server (``INFO commandstats``: one EVALSHA, no EVAL, no SCRIPT LOAD, no other command)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from redis.connection import AbstractConnection
+
+from coordinator import Callback, RedisStore
+
+from .conftest import Clock
+
+#: commands that only a client can send (a script cannot run a script): the store's requests
+SCRIPT_CALLS = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_evalsha_ro", "cmdstat_eval_ro", "cmdstat_script"}
+
+
+@dataclass
+class Count:
+    round_trips: int
+    server_calls: dict[str, int]
+
+
+class Counter:
+    """Counts requests written by this process's redis-py connections, and the server's calls."""
+
+    def __init__(self, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.raw = raw
+        self.sent = 0
+        self._raw_connection = raw.connection_pool.get_connection()
+        raw.connection_pool.release(self._raw_connection)
+        original = AbstractConnection.send_packed_command
+
+        def counting(conn: Any, command: Any, check_health: bool = True) -> None:
+            if conn is not self._raw_connection:
+                self.sent += 1
+            original(conn, command, check_health)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+
+    def stats(self) -> dict[str, int]:
+        return {name: int(v["calls"]) for name, v in self.raw.info("commandstats").items()}
+
+    def measure(self, action: Callable[[], object]) -> Count:
+        before_stats = self.stats()
+        before = self.sent
+        action()
+        sent = self.sent - before
+        after_stats = self.stats()
+        calls = {k: after_stats[k] - before_stats.get(k, 0) for k in after_stats
+                 if k != "cmdstat_info" and after_stats[k] != before_stats.get(k, 0)}
+        return Count(sent, calls)
+
+
+@pytest.fixture
+def counter(raw_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter]:
+    yield Counter(raw_client, monkeypatch)
+
+
+@pytest.mark.parametrize("injected_clock", [True, False], ids=["injected-clock", "server-clock"])
+def test_create_and_resolve_are_one_round_trip(redis_url: str, counter: Counter, injected_clock: bool) -> None:
+    store = RedisStore(redis_url, clock=Clock() if injected_clock else None)
+    now = store.now()
+    # Warm up: connect (and probe for a cluster), and load every script into the server's cache.
+    store.create("warm", now + 60_000)
+    store.resolve("warm")
+    store.get("warm")
+    store.register_callback("warm", Callback("root", "g", b"m"))
+
+    one_evalsha = {"cmdstat_evalsha": 1}
+
+    def script_calls(count: Count) -> tuple[int, dict[str, int]]:
+        return count.round_trips, {k: v for k, v in count.server_calls.items() if k in SCRIPT_CALLS}
+
+    create = counter.measure(lambda: store.create("p", now + 60_000, ikey="k", data=b"d", tags={"t": "1"}))
+    assert script_calls(create) == (1, one_evalsha), create
+    for n in range(100):
+        store.register_callback("p", Callback(f"root-{n}", "g", b"m"))
+    register = counter.measure(lambda: store.register_callback("p", Callback("root-x", "g", b"m")))
+    assert script_calls(register) == (1, one_evalsha), register
+    resolve = counter.measure(lambda: store.resolve("p", ikey="v", data=b"done"))  # fires 101 callbacks
+    assert script_calls(resolve) == (1, one_evalsha), resolve
+    get = counter.measure(lambda: store.get("p"))
+    assert script_calls(get) == (1, one_evalsha), get
+    again = counter.measure(lambda: store.create("p", now + 60_000, ikey="k"))  # deduplicated
+    assert script_calls(again) == (1, one_evalsha), again
+    store.close()
+
+
+def test_search_page_round_trips(redis_url: str, counter: Counter) -> None:
+    clock = Clock()
+    store = RedisStore(redis_url, clock=clock)
+    for n in range(20):
+        store.create(f"p{n}", clock.now + 60_000)
+    store.search()  # warm
+    page = counter.measure(lambda: store.search(limit=10))
+    # one pipeline over the 16 partition indexes, one pipeline reading the candidate records
+    assert page.round_trips == 2
+    assert page.server_calls == {"cmdstat_zrevrangebyscore": 16, "cmdstat_hgetall": 10}
+    store.close()
+
+
+def test_a_script_missing_from_the_cache_is_reloaded(redis_url: str, raw_client: redis.Redis) -> None:
+    clock = Clock()
+    store = RedisStore(redis_url, clock=clock)
+    store.create("p", clock.now + 60_000)
+    raw_client.script_flush()  # as after a restart or failover
+    assert store.resolve("p").completed
+    store.close()
