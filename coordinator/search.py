@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,7 @@ from .validate import check_map
 if TYPE_CHECKING:
     from .store import RedisStore
 
-__all__ = ["SCAN_BUDGET", "SearchPage", "glob_to_regex", "search_promises"]
+__all__ = ["SCAN_BUDGET", "Glob", "SearchPage", "search_promises"]
 
 #: index entries examined at most by one search call
 SCAN_BUDGET = 2000
@@ -53,37 +52,103 @@ class SearchPage:
     cursor: str | None
 
 
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Redis-style glob: ``*``, ``?``, ``[abc]``, ``[^a]``, ``[a-z]``, and ``\\`` to escape."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("^", "]") else i + 1)
-            if end == -1:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1 : end]
-                negate = body.startswith("^")
-                if negate:
-                    body = body[1:]
-                parts = ["\\" + ch if ch in "\\]^[" else ch for ch in body]
-                out.append("[" + ("^" if negate else "") + "".join(parts) + "]")
-                i = end + 1
-                continue
-        else:
-            out.append(re.escape(c))
+#: one step of a compiled glob: ``None`` is ``*``, anything else tests one character
+_Token = Callable[[str], bool] | None
+
+
+def _any(_: str) -> bool:
+    return True
+
+
+def _end(_: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Class:
+    """``[...]``: single characters and inclusive ranges, maybe negated."""
+
+    chars: frozenset[str]
+    ranges: tuple[tuple[str, str], ...]
+    negate: bool
+
+    def __call__(self, c: str) -> bool:
+        return (c in self.chars or any(lo <= c <= hi for lo, hi in self.ranges)) != self.negate
+
+
+def _parse_class(pattern: str, i: int) -> tuple[_Class, int]:
+    """Parse ``[...]`` whose body starts at ``i``, exactly as Redis's ``stringmatchlen`` does: ``^``
+    negates, ``\\x`` is ``x``, ``a-z`` is a range (ends in either order), the first ``]`` closes
+    (so ``[]`` is empty), and an unclosed class runs to the end of the pattern."""
+    n = len(pattern)
+    negate = i < n and pattern[i] == "^"
+    if negate:
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    chars: set[str] = set()
+    ranges: list[tuple[str, str]] = []
+    while i < n:
+        if pattern[i] == "\\" and i + 1 < n:
+            chars.add(pattern[i + 1])
+            i += 2
+        elif pattern[i] == "]":
+            i += 1
+            break
+        elif i + 2 < n and pattern[i + 1] == "-":
+            lo, hi = sorted((pattern[i], pattern[i + 2]))
+            ranges.append((lo, hi))
+            i += 3
+        else:
+            chars.add(pattern[i])
+            i += 1
+    return _Class(frozenset(chars), tuple(ranges), negate), i
+
+
+class Glob:
+    """A Redis-style glob (``*``, ``?``, ``[abc]``, ``[^a]``, ``[a-z]``, ``\\`` escapes), matched
+    per character in O(len(pattern) * len(text)) — no regular expression, so no pattern can make
+    a search backtrack for ever."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        tokens: list[_Token] = []
+        i, n = 0, len(pattern)
+        while i < n:
+            c = pattern[i]
+            if c == "*":
+                if not tokens or tokens[-1] is not None:
+                    tokens.append(None)
+                i += 1
+            elif c == "?":
+                tokens.append(_any)
+                i += 1
+            elif c == "[":
+                cls, i = _parse_class(pattern, i + 1)
+                tokens.append(cls)
+            else:
+                if c == "\\" and i + 1 < n:
+                    i += 1
+                tokens.append(pattern[i].__eq__)
+                i += 1
+        self.tokens = tokens
+
+    def fullmatch(self, text: str) -> bool:
+        tokens = self.tokens
+        t = p = 0
+        star, resume = -1, 0  # the last ``*`` seen, and where its match would grow by one
+        while t < len(text):
+            token = tokens[p] if p < len(tokens) else _end
+            if token is None:
+                star, resume = p, t
+                p += 1
+            elif token(text[t]):
+                p += 1
+                t += 1
+            elif star >= 0:  # let the last ``*`` take one more character and retry after it
+                resume += 1
+                p, t = star + 1, resume
+            else:
+                return False
+        return all(token is None for token in tokens[p:])
 
 
 def encode_cursor(position: Position) -> str:
@@ -170,7 +235,7 @@ def search_promises(
         raise ValidationError(f"limit must be an int from 1 to {MAX_LIMIT}, not {limit!r}")
     family = _family(state)
     wanted_tags = check_map(tags, "tags")
-    matcher = glob_to_regex(id_pattern)
+    matcher = Glob(id_pattern)
     start = decode_cursor(cursor) if cursor else None
     parts = [_Partition(keys.index(p, family), start) for p in range(keys.PARTITIONS)]
     if family in ("resolved", "rejected"):

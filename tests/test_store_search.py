@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import itertools
+import time
+from collections.abc import Iterator
 
 import msgpack
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator import RedisStore, State, ValidationError, search
 from coordinator.records import TIMER_TAG
+from coordinator.server import ServerProcess
 
 from .conftest import Clock
 from .store_helpers import search_all
@@ -196,12 +202,56 @@ def test_id_globs(store: RedisStore, clock: Clock, pattern: str) -> None:
 
 
 def test_globs_match_like_redis(raw_client: redis.Redis) -> None:
-    """The Python glob agrees with the server's own matcher (SSCAN MATCH) on every pattern."""
+    """The store's glob agrees with the server's own matcher (SSCAN MATCH) on every pattern."""
     raw_client.sadd("ids", *SPECIAL_IDS)
     for pattern in GLOBS:
         by_redis = {m.decode() for m in raw_client.sscan_iter("ids", match=pattern)}
-        by_vow = {i for i in SPECIAL_IDS if search.glob_to_regex(pattern).fullmatch(i)}
+        by_vow = {i for i in SPECIAL_IDS if search.Glob(pattern).fullmatch(i)}
         assert by_vow == by_redis, pattern
+
+
+#: pieces of patterns, including the odd corners of Redis's matcher (empty and unclosed classes,
+#: escapes inside classes, ranges written backwards or ending in "]")
+GLOB_PIECES = ["a", "b", "-", "^", "]", "\\", "*", "?", "[", "[ab]", "[^a]", "[a-c]", "[c-a]", "[]", "[^]",
+               "[\\]]", "[a-]", "[-a]", "\\*", "\\[", "\\\\"]
+GLOB_TEXTS = sorted({"".join(t) for n in range(1, 4) for t in itertools.product("ab-^]\\*[", repeat=n)})
+
+
+@pytest.fixture(scope="module")
+def glob_server() -> Iterator[redis.Redis]:
+    """A set holding every short text over the glob alphabet, on a server of its own."""
+    with ServerProcess() as server:
+        client = server.client()
+        client.sadd("texts", *GLOB_TEXTS)
+        yield client
+        client.close()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(pieces=st.lists(st.sampled_from(GLOB_PIECES), min_size=1, max_size=4))
+def test_glob_agrees_with_redis_on_any_pattern(glob_server: redis.Redis, pieces: list[str]) -> None:
+    pattern = "".join(pieces)
+    by_redis = {m.decode() for m in glob_server.sscan_iter("texts", match=pattern, count=10_000)}
+    by_vow = {t for t in GLOB_TEXTS if search.Glob(pattern).fullmatch(t)}
+    assert by_vow == by_redis, pattern
+
+
+def test_no_pattern_makes_search_backtrack_for_ever(store: RedisStore, clock: Clock) -> None:
+    store.create("a" * 1024, clock.now + 1000)
+    store.create("a" * 1023 + "b", clock.now + 1000)
+    started = time.monotonic()
+    assert _ids(store, id_pattern="*a*a*a*a*a*a*a*a*a*c") == []
+    assert _ids(store, id_pattern="*a*a*a*a*a*a*a*a*a*b") == ["a" * 1023 + "b"]
+    assert time.monotonic() - started < 5  # a backtracking matcher takes hours here
+
+
+def test_odd_classes_do_not_crash(store: RedisStore, clock: Clock) -> None:
+    for promise_id in ("x", "]", "^"):
+        store.create(promise_id, clock.now + 1000)
+    assert set(_ids(store, id_pattern="[^]")) == {"x", "]", "^"}  # an empty negated class: any character
+    assert _ids(store, id_pattern="[]") == []
+    assert set(_ids(store, id_pattern="[")) == set()
+    assert set(_ids(store, id_pattern="[x")) == {"x"}  # unclosed: the class runs to the end
 
 
 def _cursor(body: object) -> str:
