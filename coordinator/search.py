@@ -157,13 +157,15 @@ def encode_cursor(position: Position) -> str:
 
 
 def decode_cursor(cursor: str) -> Position:
+    if not isinstance(cursor, str):
+        raise ValidationError(f"search cursor must be a string, not {type(cursor).__name__}")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         version, score, ident = msgpack.unpackb(raw, raw=False)
     except (binascii.Error, ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError) as e:
         raise ValidationError(f"invalid search cursor {cursor[:40]!r}") from e
-    if version != _CURSOR_VERSION or not isinstance(score, int) or not isinstance(ident, bytes):
+    if version != _CURSOR_VERSION or type(score) is not int or not isinstance(ident, bytes):
         raise ValidationError(f"invalid search cursor {cursor[:40]!r}")
     return score, ident
 

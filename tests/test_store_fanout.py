@@ -253,3 +253,35 @@ def test_wait_on_completed_and_unknown(store: RedisStore, clock: Clock) -> None:
     with pytest.raises(NotFound):
         store.wait("missing", timeout=0.01)
     assert not store.client.keys("*inbox*") and not store.client.keys("*:sub:*")
+
+
+# -- the sweep -------------------------------------------------------------------------------------
+
+
+def test_sweep_drains_in_batches_and_honours_its_limit(
+    store: RedisStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "SWEEP_BATCH", 3)
+    due = [f"due-{n}" for n in range(40)]
+    for promise_id in due:
+        store.create(promise_id, clock.now + 10)
+        store.register_callback(promise_id, Callback("root", "email", _message("root", "email", promise_id)))
+    store.create("later", clock.now + 11)
+    clock.advance(10)
+    assert store.sweep(limit=5) == 5
+    assert store.sweep() == 35
+    assert store.sweep() == 0
+    assert all(store.get(i).state is State.REJECTED_TIMEDOUT for i in due)
+    assert store.get("later").pending
+    fired = sum(store.client.xlen(keys.task_stream(p, "email")) for p in range(keys.PARTITIONS))
+    assert fired == 40
+
+
+def test_sweep_lock_skips_a_freshly_swept_partition(store: RedisStore, clock: Clock) -> None:
+    store.create("a", clock.now + 10)
+    clock.advance(10)
+    assert store.sweep(lock_ms=60_000) == 1
+    store.create("b", clock.now + 10)
+    clock.advance(10)
+    assert store.sweep(lock_ms=60_000) == 0  # every partition was swept a moment ago
+    assert store.sweep() == 1  # no lock asked for: sweeps anyway

@@ -261,7 +261,8 @@ def _cursor(body: object) -> str:
 @pytest.mark.parametrize(
     "cursor",
     ["not a cursor!", "AAAA", "é", "=", _cursor([2, 5, b"x"]), _cursor([1, "5", b"x"]), _cursor([1, 5, "x"]),
-     _cursor("text"), _cursor([1, 5]), _cursor({"v": 1}), _cursor([1, 5, b"x"]) + "garbage"],
+     _cursor("text"), _cursor([1, 5]), _cursor({"v": 1}), _cursor([1, 5, b"x"]) + "garbage",
+     _cursor([1, True, b"x"]), _cursor([1, 5, b"x", 4]), 5, b"AAAA"],
 )
 def test_invalid_cursor(store: RedisStore, clock: Clock, cursor: str) -> None:
     store.create("p", clock.now + 1000)
