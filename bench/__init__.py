@@ -1,0 +1,1 @@
+"""Benchmarks of Vow (scripts, not tests: nothing here is asserted). See bench/quick.py."""
