@@ -201,10 +201,12 @@ class RedisStore:
         listener: str | None = None,
         step: Step | None = None,
         adopt: bool = False,
+        allow_past: bool = False,
     ) -> tuple[Status, DurablePromise]:
         """Create, and in the same script optionally queue an invoke task, register a callback or
         a subscription, or write the promise completed. Returns the status instead of raising
-        ``AlreadyExists`` (the SDK uses it)."""
+        ``AlreadyExists`` (the SDK uses it). ``allow_past`` creates a promise whose timeout has
+        already passed as timed out, instead of refusing it."""
         check_id(promise_id)
         check_timeout(timeout)
         ikey = check_ikey(ikey)
@@ -243,7 +245,7 @@ class RedisStore:
             args += [listener, keys.inbox(partition, listener)]
         else:
             args += ["", ""]
-        args.append(_flag(adopt))
+        args += [_flag(adopt), _flag(allow_past)]
         status, promise = self._reply(promise_id, self._run("create", key_list, args))
         if promise is None:
             raise StoreError(f"create of {promise_id!r} returned no record")

@@ -392,3 +392,15 @@ def test_resume_message_format_is_a_task_message() -> None:
     from coordinator.tasks import decode_task
 
     assert decode_task(message.encode()) == message
+
+
+def test_a_timer_whose_deadline_passed_in_transit_fires_instead_of_failing(sdk_store: RedisStore) -> None:
+    past = sdk_store.now() - 5
+    _, timer = sdk_store.create_ex("late-timer", past, tags={"resonate:timeout": "true"}, allow_past=True)
+    assert timer.state is State.RESOLVED and timer.completed_on == past
+    _, wait = sdk_store.create_ex("late-wait", past, allow_past=True)
+    assert wait.state is State.REJECTED_TIMEDOUT
+    from coordinator import ValidationError
+
+    with pytest.raises(ValidationError):
+        sdk_store.create("refused", past)  # the public create still refuses a past timeout

@@ -253,7 +253,7 @@ class Execution:
         if record is None or record.pending:
             _, record = self.store.create_ex(
                 child_id, timeout, ikey=ikey, strict=strict, headers=headers, data=data, tags=tags,
-                callback=self._callback(child_id), adopt=True,
+                callback=self._callback(child_id), adopt=True, allow_past=True,
             )
             self.cache[child_id] = record
         if name and record.tags.get(PARENT_TAG) == node_id:
@@ -266,7 +266,8 @@ class Execution:
         record = self._recorded(node_id, child_id)
         if record is None or record.pending:
             _, record = self.store.create_ex(
-                child_id, timeout, ikey=child_id, tags=tags, callback=self._callback(child_id), adopt=True
+                child_id, timeout, ikey=child_id, tags=tags, callback=self._callback(child_id), adopt=True,
+                allow_past=True,
             )
             self.cache[child_id] = record
         return outcome_of(record) if record.completed else _SUSPEND

@@ -20,6 +20,8 @@
 -- ARGV[21] subscription listener id ('' = none)       ARGV[22] subscription inbox key
 -- ARGV[23] adopt ('1': register the callback/subscription on an existing pending promise even
 --          when the create itself is refused)
+-- ARGV[24] allow past ('1': a timeout <= now creates the promise already timed out — a timer or
+--          wait whose deadline passed while the request travelled; '0': answer 'past')
 -- Returns {status, record fields}: status is created | dedup | exists | past (timeout <= now).
 
 local K = promise_keys(1)
@@ -47,7 +49,8 @@ if redis.call('EXISTS', K.p) == 1 then
 end
 
 local timeout = tonumber(ARGV[4])
-if completed_state == '' and timeout <= now then return {'past', {}} end
+local past = completed_state == '' and timeout <= now
+if past and ARGV[24] ~= '1' then return {'past', {}} end
 
 redis.call('HSET', K.p, 'id', id, 'state', 'PENDING', 'to', ARGV[4], 'ph', ARGV[7], 'tags', ARGV[10],
   'timer', ARGV[11], 'co', ms(now), 'rqc', rid)
@@ -65,6 +68,10 @@ end
 
 redis.call('ZADD', K.pending, ms(now), id)
 redis.call('ZADD', K.timeouts, ARGV[4], id)
+if past then
+  timeout_if_due(K, id, now)
+  return {'created', record(K)}
+end
 if ARGV[17] ~= '' then
   redis.call('XADD', KEYS[10], '*', 'm', ARGV[17])
   redis.call('SADD', KEYS[9], ARGV[18])
