@@ -1,8 +1,11 @@
-"""The ``vow`` command line: thin click commands over ``coordinator`` (and, later, ``worker``)."""
+"""The ``vow`` command line: thin click commands over ``coordinator`` and ``worker``.
+
+The entry point is ``cli.main:main``; the root click group is ``cli.main.cli``.
+"""
 
 from __future__ import annotations
 
 from .errors import ExitCode
-from .main import cli, main
+from .main import cli
 
-__all__ = ["ExitCode", "cli", "main"]
+__all__ = ["ExitCode", "cli"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import click
 
 from .calls import invoke, tree
+from .demo import demo
 from .dev import dev
 from .errors import VowGroup
 from .promises import promises
 from .streams import streams
+from .worker import worker
 
 __all__ = ["cli", "main"]
 
@@ -39,9 +41,8 @@ cli.add_command(invoke)
 cli.add_command(tree)
 cli.add_command(streams)
 
-# Commands that need the worker SDK (worker/) register here:
-#   cli.add_command(worker)   # vow worker start MODULE:ATTR [--group G] [--concurrency N]
-#   cli.add_command(demo)     # vow demo
+cli.add_command(worker)
+cli.add_command(demo)
 
 
 def main() -> None:
