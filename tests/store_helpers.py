@@ -55,6 +55,7 @@ class Model:
 
     def __init__(self) -> None:
         self.promises: dict[str, DurablePromise] = {}
+        self.last: states.Outcome | None = None  # the last create/complete transition, with its status
 
     def create(
         self,
@@ -68,7 +69,7 @@ class Model:
         tags: Mapping[str, str] | None = None,
     ) -> Outcome:
         request = states.CreateRequest(promise_id, timeout, ikey, strict, Value(headers or {}, data), tags)
-        result = states.create(self.promises.get(promise_id), request, now)
+        result = self.last = states.create(self.promises.get(promise_id), request, now)
         if result.promise is not None:
             self.promises[promise_id] = result.promise
         return model_outcome(result)
@@ -84,7 +85,7 @@ class Model:
         data: bytes | None = None,
     ) -> Outcome:
         request = states.CompleteRequest(promise_id, state, ikey, strict, Value(headers or {}, data))
-        result = states.complete(self.promises.get(promise_id), request, now)
+        result = self.last = states.complete(self.promises.get(promise_id), request, now)
         if result.promise is not None:
             self.promises[promise_id] = result.promise
         return model_outcome(result)

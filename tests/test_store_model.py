@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from coordinator import RedisStore, State, keys
+from coordinator import DurablePromise, RedisStore, State, keys
 from coordinator.records import TIMER_TAG, decode_promise
-from coordinator.states import apply_timeout
+from coordinator.states import Status, apply_timeout
 
 from .conftest import CLOCK_START_MS, Clock
 from .store_helpers import Model, comparable, plain, run
@@ -58,22 +58,36 @@ class StoreVersusModel(RuleBasedStateMachine):
         got = run(store_call)
         assert comparable(got) == comparable(model_answer), f"store {got} != model {model_answer}"
 
+    def agree_ex(self, store_call: Callable[[], tuple[Status, DurablePromise | None]]) -> None:
+        """The internal variants answer the transition's status too: it must be the model's."""
+        status, promise = store_call()
+        want = self.model.last
+        assert want is not None
+        assert status is want.status, f"store {status}, model {want.status}"
+        assert (promise and plain(promise)) == (want.promise and plain(want.promise))
+
     @rule(promise_id=IDS, after=st.sampled_from([1, 5, 50, 500]), ikey=IKEYS, strict=st.booleans(),
-          tags=TAGS, data=DATA, headers=HEADERS)
+          tags=TAGS, data=DATA, headers=HEADERS, with_status=st.booleans())
     def create(self, promise_id: str, after: int, ikey: str | None, strict: bool,
-               tags: dict[str, str], data: bytes | None, headers: dict[str, str]) -> None:
+               tags: dict[str, str], data: bytes | None, headers: dict[str, str], with_status: bool) -> None:
         args: dict[str, Any] = dict(timeout=self.clock.now + after, ikey=ikey, strict=strict,
                                     headers=headers, data=data, tags=tags)
-        self.agree(lambda: self.store.create(promise_id, **args),
-                   self.model.create(self.clock.now, promise_id, **args))
+        model = self.model.create(self.clock.now, promise_id, **args)
+        if with_status:
+            self.agree_ex(lambda: self.store.create_ex(promise_id, **args))
+        else:
+            self.agree(lambda: self.store.create(promise_id, **args), model)
 
     @rule(promise_id=IDS, state=COMPLETE_STATES, ikey=IKEYS, strict=st.booleans(), data=DATA,
-          headers=HEADERS)
+          headers=HEADERS, with_status=st.booleans())
     def complete(self, promise_id: str, state: State, ikey: str | None, strict: bool,
-                 data: bytes | None, headers: dict[str, str]) -> None:
+                 data: bytes | None, headers: dict[str, str], with_status: bool) -> None:
         args: dict[str, Any] = dict(ikey=ikey, strict=strict, headers=headers, data=data)
-        self.agree(lambda: self.store.complete(promise_id, state, **args),
-                   self.model.complete(self.clock.now, promise_id, state, **args))
+        model = self.model.complete(self.clock.now, promise_id, state, **args)
+        if with_status:
+            self.agree_ex(lambda: self.store.complete_ex(promise_id, state, **args))
+        else:
+            self.agree(lambda: self.store.complete(promise_id, state, **args), model)
 
     @rule(ms=st.sampled_from([0, 1, 4, 49, 50, 51, 499]))
     def advance(self, ms: int) -> None:
