@@ -113,3 +113,15 @@ def test_wait_on_the_cluster(cluster_url: str) -> None:
     thread.join(30)
     assert not thread.is_alive() and out and out[0].state is State.RESOLVED
     store.close()
+
+
+def test_scripts_are_reloaded_on_every_master(cluster_store: RedisStore, clock: Clock) -> None:
+    for promise_id in IDS[:16]:
+        cluster_store.create(promise_id, clock.now + 1000)
+    for node in cluster_store.client.get_primaries():  # as after restarts of every master
+        cluster_store.client.execute_command("SCRIPT FLUSH", target_nodes=node)
+        assert cluster_store.client.execute_command(
+            "SCRIPT EXISTS", cluster_store.scripts.complete.sha, target_nodes=node) in ([0], [False])
+    for promise_id in IDS[:16]:
+        assert cluster_store.resolve(promise_id).state is State.RESOLVED
+    assert cluster_store.sweep() == 0
