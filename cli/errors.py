@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import click
 
-from coordinator.admin import DeadLetterNotFound
 from coordinator.errors import (
     AlreadyCompleted,
     AlreadyExists,
+    DeadLetterNotFound,
     NotFound,
     StoreConnectionError,
     ValidationError,

@@ -17,7 +17,8 @@ from typing import Any
 import click
 
 from coordinator import DurablePromise
-from coordinator.admin import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry, TreeNode
+from coordinator.admin import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry
+from coordinator.calls import TreeNode
 from coordinator.tasks import TaskMessage
 
 __all__ = [

@@ -1,6 +1,6 @@
-"""Operator views: task streams, dead letters, call trees, and starting a function by hand.
+"""Operator views of task streams and dead letters.
 
-What ``vow streams``, ``vow tree`` and ``vow invoke`` show and do, as plain functions over a
+What ``vow streams`` shows and does, as plain functions over a
 :class:`~coordinator.store.RedisStore` (the CLI only parses, calls these, and prints).
 
 Streams are read with ``XLEN``, ``XINFO GROUPS``, ``XINFO CONSUMERS`` and ``XPENDING`` on
@@ -21,9 +21,8 @@ reference*.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,64 +30,35 @@ import redis
 
 from . import keys
 from .connection import translate_errors
-from .errors import CorruptRecord, ValidationError, VowError
-from .records import INVOKE_TAG, DurablePromise
+from .errors import CorruptRecord, DeadLetterNotFound, ValidationError, VowError
 from .tasks import MalformedTask, TaskMessage, decode_task
-from .validate import check_group, check_id
+from .validate import check_group
 
 if TYPE_CHECKING:
     from .store import RedisStore
 
 __all__ = [
-    "DEFAULT_GROUP",
     "ENTRY_DELETED",
-    "PARENT_TAG",
-    "ROOT_TAG",
     "ConsumerStats",
     "DeadLetter",
     "DeadLetterNotFound",
     "GroupStats",
     "PendingEntry",
-    "TreeNode",
-    "call_tree",
     "dead_letters",
     "entry_ref",
-    "escape_glob",
-    "function_name",
     "group_stats",
-    "invoke",
     "known_groups",
     "parse_entry_ref",
     "pending_entries",
     "requeue",
 ]
 
-#: the logic group ``vow invoke`` targets when none is named
-DEFAULT_GROUP = "default"
-#: tag the worker SDK puts on a child promise created with an explicit id: its parent's id
-PARENT_TAG = "vow:parent"
-#: tag the worker SDK puts on a child promise created with an explicit id: its root's id
-ROOT_TAG = "vow:root"
-#: tag naming a promise's function when its data is not invoke JSON
-FUNC_TAG = "vow:func"
 #: attempts of a requeue transaction when the dead-letter stream changes under it
 REQUEUE_ATTEMPTS = 5
 #: the problem of a pending entry whose stream entry is gone (acknowledged and deleted meanwhile)
 ENTRY_DELETED = "entry deleted from the stream"
-#: promises read per search call while collecting a call tree (the store's maximum page)
-_TREE_PAGE = 100
 
 _ENTRY_REF = re.compile(r"(\d{1,2})-(\d+-\d+)")
-_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
-
-
-class DeadLetterNotFound(VowError):
-    """No dead letter has this entry reference in this group."""
-
-    def __init__(self, group: str, ref: str) -> None:
-        super().__init__(f"no dead letter {ref} in group {group!r}")
-        self.group = group
-        self.ref = ref
 
 
 # -- entry references ---------------------------------------------------------------------------
@@ -449,144 +419,3 @@ def requeue(store: RedisStore, group: str, ref: str) -> str:
             except redis.WatchError:
                 continue
     raise VowError(f"dead letter {ref} kept changing; requeue gave up after {REQUEUE_ATTEMPTS} attempts")
-
-
-# -- invoking and call trees --------------------------------------------------------------------
-
-
-def invoke(
-    store: RedisStore,
-    promise_id: str,
-    func: str,
-    args: Sequence[Any] = (),
-    kwargs: dict[str, Any] | None = None,
-    *,
-    group: str = DEFAULT_GROUP,
-    timeout_ms: int,
-) -> DurablePromise:
-    """Create ``promise_id`` as a call of ``func`` in ``group`` (the seed's invoke convention).
-
-    The data is ``{"func": ..., "args": [...], "kwargs": {...}}`` as JSON and the tag
-    ``resonate:invoke=poll://<group>`` makes the store queue the invoke task in the same step.
-    ``timeout_ms`` is relative to now by the store's clock.
-    """
-    if not func:
-        raise ValidationError("function name must not be empty")
-    data = json.dumps({"func": func, "args": list(args), "kwargs": dict(kwargs or {})})
-    tags = {INVOKE_TAG: f"poll://{check_group(group)}"}
-    return store.create(promise_id, store.now() + timeout_ms, data=data, tags=tags)
-
-
-def function_name(promise: DurablePromise) -> str | None:
-    """The function a promise runs: ``func`` of its invoke JSON data, else its ``vow:func`` tag."""
-    data = promise.param.data
-    if data is not None:
-        try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("func"), str) and body["func"]:
-            return str(body["func"])
-    return promise.tags.get(FUNC_TAG)
-
-
-def escape_glob(text: str) -> str:
-    """``text`` with the search glob's metacharacters (``* ? [ ] \\``) escaped by a backslash."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
-
-
-@dataclass
-class TreeNode:
-    """A promise in a call tree, with its function name and children (oldest first)."""
-
-    promise: DurablePromise
-    func: str | None
-    children: list[TreeNode] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.promise.id,
-            "state": self.promise.state.value,
-            "func": self.func,
-            "children": [c.to_dict() for c in self.children],
-        }
-
-
-def _search_all(store: RedisStore, pattern: str, tags: dict[str, str] | None = None) -> list[DurablePromise]:
-    found: list[DurablePromise] = []
-    cursor: str | None = None
-    while True:
-        page = store.search(pattern, tags=tags, limit=_TREE_PAGE, cursor=cursor)
-        found += page.promises
-        cursor = page.cursor
-        if cursor is None:
-            return found
-
-
-def _collect(store: RedisStore, root_id: str) -> dict[str, DurablePromise]:
-    """Every promise under ``root_id``: ``{id}.*`` by id, and children tagged with the root."""
-    nodes: dict[str, DurablePromise] = {}
-    searches: list[tuple[str, dict[str, str] | None]] = [
-        (escape_glob(root_id) + ".*", None),
-        ("*", {PARENT_TAG: root_id}),
-        ("*", {ROOT_TAG: root_id}),
-    ]
-    globbed = {root_id}
-    while searches:
-        pattern, tags = searches.pop()
-        for promise in _search_all(store, pattern, tags):
-            nodes.setdefault(promise.id, promise)
-        # A child with an explicit id has deterministic children of its own: {child}.n
-        for promise_id in list(nodes):
-            if promise_id not in globbed and not any(promise_id.startswith(g + ".") for g in globbed):
-                globbed.add(promise_id)
-                searches.append((escape_glob(promise_id) + ".*", None))
-    nodes.pop(root_id, None)
-    return nodes
-
-
-def _parent_of(promise: DurablePromise, known: Iterable[str], root_id: str) -> str:
-    ids = set(known)
-    tagged = promise.tags.get(PARENT_TAG)
-    if tagged is not None and tagged in ids and tagged != promise.id:
-        return tagged
-    prefix = promise.id
-    while "." in prefix:
-        prefix = prefix.rsplit(".", 1)[0]
-        if prefix in ids:
-            return prefix
-    return root_id
-
-
-def _child_order(node: TreeNode) -> tuple[int, int, int, str]:
-    """Creation order; within one millisecond numbered children ``{parent}.n`` by n, then the rest."""
-    head, _, last = node.promise.id.rpartition(".")
-    numbered = bool(head) and last.isdigit()
-    return node.promise.created_on, 0 if numbered else 1, int(last) if numbered else 0, node.promise.id
-
-
-def call_tree(store: RedisStore, root_id: str) -> TreeNode:
-    """The call graph under a root promise (``NotFound`` if the root does not exist)."""
-    check_id(root_id)
-    root = TreeNode(store.get(root_id), None)
-    root.func = function_name(root.promise)
-    found = _collect(store, root_id)
-    nodes = {pid: TreeNode(p, function_name(p)) for pid, p in found.items()}
-    nodes[root_id] = root
-    parents = {pid: _parent_of(p, nodes, root_id) for pid, p in found.items()}
-    reached = {root_id}
-    stack = [root_id]
-    children: dict[str, list[str]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    while stack:  # link nodes reachable from the root; a tag cycle is attached to the root below
-        current = stack.pop()
-        for child in children.get(current, []):
-            if child not in reached:
-                reached.add(child)
-                nodes[current].children.append(nodes[child])
-                stack.append(child)
-    root.children += [nodes[pid] for pid in found if pid not in reached]
-    for node in nodes.values():
-        node.children.sort(key=_child_order)
-    return root

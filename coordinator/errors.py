@@ -10,6 +10,7 @@ __all__ = [
     "AlreadyCompleted",
     "AlreadyExists",
     "CorruptRecord",
+    "DeadLetterNotFound",
     "EncodingError",
     "NotFound",
     "PromiseError",
@@ -93,3 +94,12 @@ class ServerNotFound(VowError):
 
 class ServerStartError(VowError):
     """A server binary was found but did not start or become ready."""
+
+
+class DeadLetterNotFound(VowError):
+    """No dead letter has this entry reference in this group."""
+
+    def __init__(self, group: str, ref: str) -> None:
+        super().__init__(f"no dead letter {ref} in group {group!r}")
+        self.group = group
+        self.ref = ref

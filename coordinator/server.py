@@ -180,6 +180,10 @@ class ServerProcess:
                 try:
                     if client.ping():
                         return
+                except (redis.AuthenticationError, redis.ResponseError) as e:
+                    if "NOAUTH" in str(e) or isinstance(e, redis.AuthenticationError):
+                        return  # a password-protected server answering is a ready server
+                    raise
                 except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     pass
                 if time.monotonic() > deadline:

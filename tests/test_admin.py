@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from coordinator import NotFound, RedisStore, StoreConnectionError, StoreError, ValidationError, admin, keys
+from coordinator import NotFound, RedisStore, StoreConnectionError, StoreError, ValidationError, admin, calls, keys
+from coordinator.errors import DeadLetterNotFound
 from coordinator.records import INVOKE_TAG
 from coordinator.server import free_port
 from coordinator.tasks import TaskKind, TaskMessage, decode_task
@@ -41,20 +42,20 @@ def test_escape_glob_matches_only_the_literal_id(real_store: RedisStore) -> None
     timeout = real_store.now() + HOUR_MS
     for pid in ("a*b[1]", "a*b[1].1", "axb1.1", "a*b[1]x.1"):
         real_store.create(pid, timeout)
-    page = real_store.search(admin.escape_glob("a*b[1]") + ".*")
+    page = real_store.search(calls.escape_glob("a*b[1]") + ".*")
     assert [p.id for p in page.promises] == ["a*b[1].1"]
-    assert admin.escape_glob("a\\b?") == "a\\\\b\\?"
+    assert calls.escape_glob("a\\b?") == "a\\\\b\\?"
 
 
 def test_function_name_from_invoke_data_else_tag(real_store: RedisStore) -> None:
     timeout = real_store.now() + HOUR_MS
-    invoked = admin.invoke(real_store, "i1", "send_email", ["bob"], {"n": 1}, group="mail", timeout_ms=HOUR_MS)
-    assert admin.function_name(invoked) == "send_email"
+    invoked = calls.invoke(real_store, "i1", "send_email", ["bob"], {"n": 1}, group="mail", timeout_ms=HOUR_MS)
+    assert calls.function_name(invoked) == "send_email"
     assert json.loads(invoked.param.data or b"") == {"func": "send_email", "args": ["bob"], "kwargs": {"n": 1}}
     assert invoked.tags[INVOKE_TAG] == "poll://mail"
     tagged = real_store.create("t1", timeout, data="[1]", tags={"vow:func": "confirm"})
-    assert admin.function_name(tagged) == "confirm"
-    assert admin.function_name(real_store.create("b1", timeout, data=b"\xff")) is None
+    assert calls.function_name(tagged) == "confirm"
+    assert calls.function_name(real_store.create("b1", timeout, data=b"\xff")) is None
 
 
 def test_group_stats_of_missing_stream_stream_without_group_and_consumed_stream(
@@ -62,7 +63,7 @@ def test_group_stats_of_missing_stream_stream_without_group_and_consumed_stream(
 ) -> None:
     assert admin.group_stats(real_store) == []
     for n in range(3):
-        admin.invoke(real_store, f"job-{n}", "f", group="g", timeout_ms=HOUR_MS)
+        calls.invoke(real_store, f"job-{n}", "f", group="g", timeout_ms=HOUR_MS)
     [before] = admin.group_stats(real_store)
     assert (before.group, before.length, before.pending, before.lag, before.consumers) == ("g", 3, 0, 3, ())
     # a worker of the group takes one task in the first partition that has any
@@ -121,7 +122,7 @@ def test_requeue_resets_the_delivery_count_and_removes_the_dead_letter(
     [(_, fields)] = raw_client.xrange(keys.task_stream(4, "g"), entry_id, entry_id)
     assert decode_task(fields[b"m"]).deliveries == 0
     assert raw_client.xlen(keys.dead_letters(4, "g")) == 0
-    with pytest.raises(admin.DeadLetterNotFound):
+    with pytest.raises(DeadLetterNotFound):
         admin.requeue(real_store, "g", ref)
 
 
@@ -142,7 +143,7 @@ def test_concurrent_requeues_of_one_dead_letter_queue_it_once(redis_url: str, ra
         start.wait(timeout=10)
         try:
             outcomes.append(admin.requeue(store, "g", ref))
-        except admin.DeadLetterNotFound:
+        except DeadLetterNotFound:
             outcomes.append("missing")
         finally:
             store.close()
@@ -158,14 +159,14 @@ def test_concurrent_requeues_of_one_dead_letter_queue_it_once(redis_url: str, ra
 
 def test_call_tree_follows_ids_and_tags(real_store: RedisStore) -> None:
     timeout = real_store.now() + HOUR_MS
-    admin.invoke(real_store, "wf", "workflow", timeout_ms=HOUR_MS)
+    calls.invoke(real_store, "wf", "workflow", timeout_ms=HOUR_MS)
     for pid in ("wf.1", "wf.2", "wf.1.1", "wf.10"):
         real_store.create(pid, timeout, tags={"vow:func": f"step-{pid}"})
     real_store.create("confirm", timeout, tags={"vow:parent": "wf.2", "vow:root": "wf"})
     real_store.create("confirm.1", timeout)
     real_store.create("orphan", timeout, tags={"vow:root": "wf"})
     real_store.create("wfx.1", timeout)  # not a child: 'wf' then 'x'
-    tree = admin.call_tree(real_store, "wf")
+    tree = calls.call_tree(real_store, "wf")
     assert tree.func == "workflow"
     shape = tree.to_dict()
 
@@ -189,10 +190,10 @@ def test_call_tree_survives_a_tag_cycle_and_refuses_an_unknown_root(real_store: 
     real_store.create("r", timeout)
     real_store.create("a", timeout, tags={"vow:root": "r", "vow:parent": "b"})
     real_store.create("b", timeout, tags={"vow:root": "r", "vow:parent": "a"})
-    tree = admin.call_tree(real_store, "r")
+    tree = calls.call_tree(real_store, "r")
     assert sorted(c.promise.id for c in tree.children) == ["a", "b"]
     with pytest.raises(NotFound):
-        admin.call_tree(real_store, "missing")
+        calls.call_tree(real_store, "missing")
 
 
 def test_admin_reads_translate_connection_errors() -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from cli import ExitCode, cli
 from cli.output import WIDTH
-from coordinator import RedisStore, State, admin, keys
+from coordinator import RedisStore, State, admin, calls, keys
 from coordinator.server import ServerProcess, free_port
 
 HOUR_MS = 3_600_000
@@ -266,7 +266,7 @@ def test_invoke_creates_the_call_and_queues_the_task(redis_url: str, real_store:
 
 def resolve_when_queued(url: str, promise_id: str, state: State, data: str) -> threading.Thread:
     """Complete the promise as soon as its invoke task reaches the stream (a blocking read)."""
-    stream = keys.task_stream(keys.partition_of(promise_id), admin.DEFAULT_GROUP)
+    stream = keys.task_stream(keys.partition_of(promise_id), calls.DEFAULT_GROUP)
 
     def run() -> None:
         client = redis.Redis.from_url(url)
@@ -310,8 +310,8 @@ def test_invoke_wait_timeout_exits_6(redis_url: str) -> None:
 
 def test_tree_prints_the_call_graph(redis_url: str, real_store: RedisStore) -> None:
     timeout = real_store.now() + HOUR_MS
-    admin.invoke(real_store, "wf", "workflow", timeout_ms=HOUR_MS)
-    admin.invoke(real_store, "wf.1", "send_email", group="email-service", timeout_ms=HOUR_MS)
+    calls.invoke(real_store, "wf", "workflow", timeout_ms=HOUR_MS)
+    calls.invoke(real_store, "wf.1", "send_email", group="email-service", timeout_ms=HOUR_MS)
     real_store.create("wf.2", timeout)
     real_store.create("email-confirmed", timeout, tags={"vow:parent": "wf", "vow:root": "wf"})
     real_store.resolve("wf.1")

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from cli import ExitCode, cli
 from cli.output import WIDTH
 from cli.streams import _rates
-from coordinator import RedisStore, admin, keys
+from coordinator import RedisStore, admin, calls, keys
 from coordinator.connection import connect
 from coordinator.tasks import TaskKind, TaskMessage, decode_task
 
@@ -52,7 +52,7 @@ def exercise_streams(url: str, client: Any) -> None:
     """Every streams command against ``url``; shared by the standalone and the cluster test."""
     store = RedisStore(url)
     try:
-        admin.invoke(store, "job-1", "send_email", ["a@example.com"], group="email-service", timeout_ms=HOUR_MS)
+        calls.invoke(store, "job-1", "send_email", ["a@example.com"], group="email-service", timeout_ms=HOUR_MS)
     finally:
         store.close()
     held = hold_one_task(client, 6, "email-service", "worker-1", message("job-2", "email-service"))

@@ -17,7 +17,16 @@ from typing import Any
 
 from coordinator import keys
 from coordinator.errors import ValidationError, VowError
-from coordinator.records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, decode_promise
+from coordinator.records import (
+    FUNC_TAG,
+    INVOKE_TAG,
+    PARENT_TAG,
+    ROOT_TAG,
+    TIMER_TAG,
+    DurablePromise,
+    State,
+    decode_promise,
+)
 from coordinator.store import Callback, RedisStore, Step
 from coordinator.tasks import TaskKind, TaskMessage, parse_invoke_data
 
@@ -30,9 +39,6 @@ from .retry import Exponential, RetryPolicy
 
 __all__ = ["Abandoned", "Completed", "Errored", "Execution", "Missing", "Suspended"]
 
-PARENT_TAG = "vow:parent"
-ROOT_TAG = "vow:root"
-FUNC_TAG = "vow:func"
 #: recorded children read per replay round trip
 REPLAY_WINDOW = 16
 

@@ -19,13 +19,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, overload
 
 from coordinator.errors import AlreadyExists
-from coordinator.records import INVOKE_TAG, DurablePromise
+from coordinator.records import FUNC_TAG, INVOKE_TAG, DurablePromise
 from coordinator.store import RedisStore
 from coordinator.validate import check_group
 
 from .codec import outcome_of
 from .errors import EncodingError
-from .executor import FUNC_TAG
 from .loop import Worker, WorkerSettings
 from .registry import Registry
 from .retry import RetryPolicy
