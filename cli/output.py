@@ -116,10 +116,11 @@ def _pairs(mapping: Mapping[str, str]) -> str:
 
 def _line(label: str, text: str) -> str:
     indent = " " * _LABEL
-    return textwrap.fill(
+    lines = textwrap.wrap(
         text, WIDTH, initial_indent=f"{label:<{_LABEL}}", subsequent_indent=indent,
         break_long_words=True, break_on_hyphens=False, drop_whitespace=False,
-    ) if text else label
+    )
+    return "\n".join(line.rstrip() for line in lines) if text else label
 
 
 def format_promise(promise: DurablePromise, now: int | None = None) -> str:
@@ -166,7 +167,11 @@ def format_promise_table(promises: Sequence[DurablePromise], now: int | None = N
          relative(p.timeout, now) if p.pending else timestamp(p.completed_on)[:16])
         for p in promises
     ]
-    return _table(("ID", "STATE", "CREATED", "TIMEOUT/DONE"), (30, 17, 11, 16), rows)
+    headers = ("ID", "STATE", "CREATED", "TIMEOUT/DONE")
+    # The last three columns take what they need; the id gets the rest of the 80 columns.
+    tail = [max(len(headers[i]), *(len(r[i]) for r in rows)) for i in (1, 2, 3)]
+    id_width = max(len(headers[0]), min(max((len(r[0]) for r in rows), default=2), WIDTH - sum(tail) - 6))
+    return _table(headers, (id_width, *tail), rows)
 
 
 def format_tree(root: TreeNode) -> str:

@@ -54,11 +54,13 @@ def run_demo(cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
 
 
 def assert_in_order(text: str, steps: list[str]) -> None:
+    """Each step appears after the previous one; runs of spaces match any run of spaces."""
     position = 0
     for step in steps:
-        found = text.find(step, position)
-        assert found >= 0, f"missing (in order) {step!r} in:\n{text}"
-        position = found + len(step)
+        pattern = re.compile(r" +".join(re.escape(part) for part in re.split(r" {2,}", step)))
+        match = pattern.search(text, position)
+        assert match is not None, f"missing (in order) {step!r} in:\n{text}"
+        position = match.end()
 
 
 def started_pids(text: str) -> list[int]:
