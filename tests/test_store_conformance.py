@@ -292,3 +292,21 @@ def test_complete_refuses_other_states(store: RedisStore, clock: Clock) -> None:
         with pytest.raises(ValidationError):
             store.complete("p", state)
     assert store.get("p").state is State.PENDING
+
+
+@pytest.mark.parametrize("timer", [False, True])
+@pytest.mark.parametrize("ago", [0, 1, 500])
+def test_create_in_the_past_when_allowed_matches_the_model(store: RedisStore, clock: Clock, timer: bool,
+                                                           ago: int) -> None:
+    """The SDK's ``allow_past``: a deadline that passed in transit creates the promise timed out."""
+    tags = {TIMER_TAG: "true"} if timer else {}
+    model = Model()
+    want = model.create(clock.now, "p", clock.now - ago, ikey="k", data=b"d", tags=tags)
+    status, got = store.create_ex("p", clock.now - ago, ikey="k", data=b"d", tags=tags, allow_past=True)
+    assert model.last is not None and status is model.last.status
+    assert comparable(("ok", got)) == comparable(want)
+    assert got.state is (State.RESOLVED if timer else State.REJECTED_TIMEDOUT)
+    assert got.completed_on == clock.now - ago
+    assert [p.id for p in store.search(state="resolved" if timer else "rejected").promises] == ["p"]
+    assert store.search(state="pending").promises == []
+    assert store.sweep() == 0
