@@ -187,6 +187,26 @@ class TaskQueue:
                     out.append(self._delivery(partition, ident, fields, counts.get(ident, 1)))
         return out
 
+    def own_pending(self, limit: int = 1000) -> list[Delivery]:
+        """Entries still pending to this consumer (e.g. read while it was stopping)."""
+        out: list[Delivery] = []
+        with translate_errors(self.store.url):
+            for partition, stream in enumerate(self.streams):
+                try:
+                    rows = self.client.xpending_range(
+                        stream, self.group, min="-", max="+", count=limit, consumername=self.consumer
+                    )
+                except redis.ResponseError as e:
+                    if "NOGROUP" in str(e):
+                        continue
+                    raise
+                for row in rows:
+                    ident = _text(row["message_id"])
+                    entries = self.client.xrange(stream, min=ident, max=ident)
+                    fields = entries[0][1] if entries else {}
+                    out.append(self._delivery(partition, ident, fields, int(row["times_delivered"])))
+        return out
+
     def _delivery_counts(self, stream: str, ids: list[str]) -> dict[str, int]:
         rows = self.client.xpending_range(
             stream, self.group, min=ids[0], max=ids[-1], count=len(ids) * 4 + 10, consumername=self.consumer

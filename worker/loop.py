@@ -170,6 +170,12 @@ class Worker:
             return
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         self.stopping.set()
+        # Readers first: closing their sockets ends a blocked XREADGROUP, so no entry we give
+        # back below is read again by this very worker on its way out.
+        self.queue.close()
+        for thread in self._threads:
+            if thread.name.startswith("vow-reader"):
+                thread.join(timeout=5)
         with self._lock:
             self._lock.notify_all()
             held = list(self._held.values())
@@ -186,13 +192,33 @@ class Worker:
         for h in leftover:
             self._give_back(h, counted=False)  # its thread may go on; its commit will be fenced
         self._done.set()
-        self.queue.close()  # closing the reader's socket ends a blocked XREADGROUP at once
         for _ in range(self.settings.concurrency):
             self._tasks.put(None)
         for thread in self._threads:
-            if not thread.name.startswith("vow-task"):
+            if thread.name == "vow-maintenance":
                 thread.join(timeout=5)
-        log.info("worker %s stopped (%d released)", self.consumer, len(queued) + len(leftover))
+        orphans = self._give_back_orphans()
+        log.info("worker %s stopped (%d released)", self.consumer, len(queued) + len(leftover) + orphans)
+
+    def _give_back_orphans(self) -> int:
+        """Requeue entries still pending to this consumer that no thread runs (a read whose reply
+        was cut by the shutdown, say), so other workers get them now rather than after the lease."""
+        try:
+            orphans = self.queue.own_pending()
+        except VowError as e:
+            log.warning("could not list this worker's pending entries: %s", e)
+            return 0
+        with self._lock:
+            running = set(self._held)
+        count = 0
+        for delivery in orphans:
+            if (delivery.partition, delivery.entry_id) in running:
+                continue
+            if delivery.message is None:
+                continue  # malformed: leave it for the next worker to dead-letter
+            self._give_back(_Held(delivery), counted=False)
+            count += 1
+        return count
 
     def _give_back(self, held: _Held, counted: bool) -> None:
         """Release the lease (if claimed) and put the entry back for another worker."""
