@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import ServerNotFound, ServerStartError
 
@@ -169,7 +171,10 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1.0, socket_connect_timeout=1.0)
+        client = redis.Redis(
+            host=self.host, port=self.port, socket_timeout=1.0, socket_connect_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),
+        )
         try:
             while True:
                 if self.process is not None and self.process.poll() is not None:
@@ -178,7 +183,9 @@ class ServerProcess:
                         f"{self._log_tail()}"
                     )
                 try:
-                    if client.ping():
+                    # Ready when *our* process answers (not whatever else may hold the port).
+                    info = client.info("server")
+                    if self.process is None or int(info.get("process_id", -1)) == self.process.pid:
                         return
                 except (redis.AuthenticationError, redis.ResponseError) as e:
                     if "NOAUTH" in str(e) or isinstance(e, redis.AuthenticationError):
