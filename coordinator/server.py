@@ -11,12 +11,14 @@ cluster with ``CLUSTER ADDSLOTSRANGE`` / ``CLUSTER MEET`` (no ``redis-cli`` need
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,6 +38,7 @@ START_TIMEOUT_S = 15.0
 CLUSTER_TIMEOUT_S = 30.0
 #: seconds between SIGTERM and SIGKILL when stopping a server
 STOP_GRACE_S = 10.0
+_PR_SET_PDEATHSIG = 1
 #: seconds between two readiness probes (a deadline loop, not a synchronising sleep)
 _PROBE_INTERVAL_S = 0.02
 
@@ -78,6 +81,18 @@ def _embedded_binary() -> str | None:
         except OSError:
             return None
     return path
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, receive SIGTERM when the starting process dies, so a
+    killed test run or CLI never leaves a server behind. Elsewhere nothing happens."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -165,6 +180,7 @@ class ServerProcess:
             stdout=subprocess.DEVNULL if self.log_to_file else None,
             stderr=subprocess.DEVNULL if self.log_to_file else None,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.wait_ready(timeout)
         return self
