@@ -80,7 +80,7 @@ def start(target: str, group: str | None, concurrency: int | None, url: str | No
     served = Scheduler(store, group or app.group, settings=settings, serve=False)
     served.registry = app.registry
     served.dependencies = app.dependencies
-    click.echo(f"vow worker: serving group {served.group!r} at {store.display_url} "
-               f"({', '.join(app.registry.names()) or 'no functions'})", err=True)
+    click.echo(f"vow worker: {target} registers {', '.join(app.registry.names()) or 'no functions'}; "
+               f"group {served.group!r} at {store.display_url}", err=True)
     served.wait_for_ever()
     click.echo("vow worker: stopped", err=True)

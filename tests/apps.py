@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         shutdown_grace_s=args.grace,
     )
     scheduler = build(args.app, args.url, settings, args.group)
-    worker = scheduler.start()
-    print(f"ready {worker.consumer}", flush=True)
-    scheduler.wait_for_ever()
+    scheduler.wait_for_ever(ready=lambda worker: print(f"ready {worker.consumer}", flush=True))
     print("stopped", flush=True)
     sys.exit(0)
 

@@ -168,9 +168,11 @@ class Scheduler:
         if worker is not None:
             worker.stop(grace_s)
 
-    def wait_for_ever(self) -> None:
-        """Serve until SIGTERM or SIGINT, then shut down gracefully and return."""
-        worker = self.start()
+    def wait_for_ever(self, ready: Callable[[Worker], None] | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down gracefully and return.
+
+        ``ready`` is called with the worker once it serves and signals are handled (a readiness
+        hook for probes and tests)."""
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: Any) -> None:
@@ -181,8 +183,12 @@ class Scheduler:
                 log.info("received %s, shutting down", name)
             stop.set()
 
+        # Handlers first: once the worker logs that it serves, a signal stops it gracefully.
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            worker = self.start()
+            if ready is not None:
+                ready(worker)
             while not stop.wait(1.0):
                 pass
             worker.stop()
