@@ -20,7 +20,7 @@ group's dead-letter stream (``requeue.lua``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,49 +162,56 @@ class TaskQueue:
             return Delivery(partition, entry_id, None, raw if isinstance(raw, bytes) else None, str(e), times)
         return Delivery(partition, entry_id, message, raw, None, message.deliveries + times)
 
-    def reclaim(self, count: int = 32) -> list[Delivery]:
-        """Take over entries idle longer than the lease from dead or stuck consumers."""
-        out: list[Delivery] = []
+    def _each_stream(self, command: Callable[[str], Any]) -> Iterator[tuple[int, str, Any]]:
+        """``command(stream)`` on every partition's stream; streams without the group are skipped."""
         with translate_errors(self.store.url):
             for partition, stream in enumerate(self.streams):
                 try:
-                    reply = self.client.xautoclaim(
-                        stream, self.group, self.consumer, min_idle_time=self.lease_ms,
-                        start_id=self._autoclaim_cursor[partition], count=count,
-                    )
+                    reply = command(stream)
                 except redis.ResponseError as e:
                     if "NOGROUP" in str(e):
                         continue
                     raise
-                cursor, entries = reply[0], reply[1]
-                self._autoclaim_cursor[partition] = _text(cursor)
-                entries = [(i, f) for i, f in entries if f is not None]
-                if not entries:
-                    continue
-                counts = self._delivery_counts(stream, [_text(i) for i, _ in entries])
-                for entry_id, fields in entries:
-                    ident = _text(entry_id)
-                    out.append(self._delivery(partition, ident, fields, counts.get(ident, 1)))
+                yield partition, stream, reply
+
+    def reclaim(self, count: int = 32) -> list[Delivery]:
+        """Take over entries idle longer than the lease from dead or stuck consumers."""
+        out: list[Delivery] = []
+
+        def autoclaim(stream: str) -> Any:
+            partition = self.streams.index(stream)
+            return self.client.xautoclaim(
+                stream, self.group, self.consumer, min_idle_time=self.lease_ms,
+                start_id=self._autoclaim_cursor[partition], count=count,
+            )
+
+        for partition, stream, reply in self._each_stream(autoclaim):
+            cursor, entries = reply[0], reply[1]
+            self._autoclaim_cursor[partition] = _text(cursor)
+            entries = [(i, f) for i, f in entries if f is not None]
+            if not entries:
+                continue
+            counts = self._delivery_counts(stream, [_text(i) for i, _ in entries])
+            for entry_id, fields in entries:
+                ident = _text(entry_id)
+                out.append(self._delivery(partition, ident, fields, counts.get(ident, 1)))
         return out
 
     def own_pending(self, limit: int = 1000) -> list[Delivery]:
         """Entries still pending to this consumer (e.g. read while it was stopping)."""
         out: list[Delivery] = []
-        with translate_errors(self.store.url):
-            for partition, stream in enumerate(self.streams):
-                try:
-                    rows = self.client.xpending_range(
-                        stream, self.group, min="-", max="+", count=limit, consumername=self.consumer
-                    )
-                except redis.ResponseError as e:
-                    if "NOGROUP" in str(e):
-                        continue
-                    raise
-                for row in rows:
-                    ident = _text(row["message_id"])
-                    entries = self.client.xrange(stream, min=ident, max=ident)
-                    fields = entries[0][1] if entries else {}
-                    out.append(self._delivery(partition, ident, fields, int(row["times_delivered"])))
+
+        def mine(stream: str) -> Any:
+            return self.client.xpending_range(
+                stream, self.group, min="-", max="+", count=limit, consumername=self.consumer
+            )
+
+        for partition, stream, rows in self._each_stream(mine):
+            for row in rows:
+                ident = _text(row["message_id"])
+                entries = self.client.xrange(stream, min=ident, max=ident)
+                fields = entries[0][1] if entries else {}
+                out.append(self._delivery(partition, ident, fields, int(row["times_delivered"])))
         return out
 
     def _delivery_counts(self, stream: str, ids: list[str]) -> dict[str, int]:
@@ -294,17 +301,8 @@ class TaskQueue:
 
     def pending_count(self) -> int:
         """Entries read by some consumer of the group and not yet acknowledged (all partitions)."""
-        total = 0
-        with translate_errors(self.store.url):
-            for stream in self.streams:
-                try:
-                    info = self.client.xpending(stream, self.group)
-                except redis.ResponseError as e:
-                    if "NOGROUP" in str(e):
-                        continue
-                    raise
-                total += int(info["pending"])
-        return total
+        return sum(int(info["pending"]) for _, _, info in self._each_stream(
+            lambda stream: self.client.xpending(stream, self.group)))
 
     def stream_length(self) -> int:
         with translate_errors(self.store.url):
