@@ -192,7 +192,7 @@ class Delta:
     def round_trips(self) -> int:
         """Script calls and stream / blocking reads: the round trips INFO can tell apart (a few
         plain commands such as DEL or HGETALL are also run inside scripts, so they are not
-        counted here; the MONITOR trace of measurement 4 counts every round trip exactly)."""
+        counted here; the MONITOR trace of measurement 4 counts every command sent exactly)."""
         return sum(self.calls[name] for name in ROUND_TRIP_COMMANDS)
 
 
@@ -688,7 +688,8 @@ def report_timeline(t: Trace, limit: int = 10) -> None:
 
 def report_trace(title: str, t: Trace) -> None:
     n = t.units
-    print(f"  {title} (MONITOR, {n} units): round trips per unit, by process")
+    print(f"  {title} (MONITOR, {n} units): commands sent per unit, by process (each one round trip: "
+          "nothing is pipelined on these paths)")
     for role in ("client", "worker", "other"):
         rows = sorted(((k[1], v) for k, v in t.top.items() if k[0] == role), key=lambda kv: -kv[1])
         if rows:
@@ -787,9 +788,11 @@ def report_runs(runs: list[Phase], unit: str, reference: str, baseline: float | 
     if len(runs) > 1:
         for k, p in enumerate(runs, 1):
             print(f"  run {k}: {p.n / p.total_s:,.0f} {unit}/s  ({per_unit_cpu(p.delta, p.n)})")
-    median = sorted(runs, key=lambda p: p.n / p.total_s)[len(runs) // 2]
+    ordered = sorted(runs, key=lambda p: p.n / p.total_s)
+    median = ordered[len(runs) // 2]
     if len(runs) > 1:
-        print(f"  median of {len(runs)} runs:")
+        best = ordered[-1]
+        print(f"  best run: {best.n / best.total_s:,.0f} {unit}/s;  median of {len(runs)} runs:")
     report_phase(median, unit, reference)
     if baseline:
         print(f"  = {median.n / median.total_s / baseline:.0%} of the plain redis-py queue's rate measured above")
