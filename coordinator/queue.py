@@ -76,6 +76,8 @@ class TaskQueue:
         self._partition_of_stream = {s.encode(): p for p, s in enumerate(self.streams)}
         self._reader: Any = None
         self._reader_lock = threading.Lock()
+        self._reader_id: int | None = None
+        self._closed = False
         self._autoclaim_cursor = ["0-0"] * keys.PARTITIONS
 
     @property
@@ -100,7 +102,14 @@ class TaskQueue:
     def close(self) -> None:
         """Close the reader's connections (a read blocked on them returns with an error)."""
         reader = self._reader
-        if reader is not None and reader is not self.store._client:
+        if self._reader_id is not None:
+            try:  # ends a blocked XREADGROUP at once (closing a socket does not, with hiredis)
+                with translate_errors(self.store.url):
+                    self.client.client_unblock(self._reader_id)
+            except StoreError:
+                pass
+        if reader is not None and reader is not self.store._client and not self._closed:
+            self._closed = True
             if isinstance(reader, redis.RedisCluster):
                 reader.close()
             else:
@@ -138,10 +147,21 @@ class TaskQueue:
         """New entries for this consumer; blocks up to ``block_s`` when there are none."""
         chosen = list(range(keys.PARTITIONS)) if partitions is None else list(partitions)
         streams = {self.streams[p]: ">" for p in chosen}
-        with translate_errors(self.store.url):
-            reply = self._reader_client().xreadgroup(
-                self.group, self.consumer, streams, count=count, block=max(1, int(block_s * 1000))
-            )
+        # COUNT applies to each stream: ask each for its share, so one worker does not take 16
+        # times its free slots and starve the others of its group.
+        per_stream = max(1, -(-count // len(chosen)))
+        reader = self._reader_client()
+        try:
+            with translate_errors(self.store.url):
+                if self._reader_id is None and not self.is_cluster and reader is not self.store._client:
+                    # One thread reads through this pool, so later reads reuse this connection.
+                    self._reader_id = int(reader.client_id())
+                reply = reader.xreadgroup(
+                    self.group, self.consumer, streams, count=per_stream, block=max(1, int(block_s * 1000))
+                )
+        except StoreError:
+            self._reader_id = None  # the connection may be replaced
+            raise
         return self._parse_read(reply or [])
 
     def _parse_read(self, reply: Any) -> list[Delivery]:
@@ -245,10 +265,8 @@ class TaskQueue:
         args = [self.group, self.consumer, *entry_ids]
         return int(self._script("touch", [self.streams[partition]], args))
 
-    def settle(
-        self, promise_id: str, counter: int, state: State, value: Value, delivery: Delivery
-    ) -> DurablePromise | None:
-        """Complete the driven promise and end the execution; ``None`` when fenced."""
+    def settle(self, promise_id: str, counter: int, state: State, value: Value, delivery: Delivery) -> bool:
+        """Complete the driven promise and end the execution; ``False`` when fenced."""
         same = delivery.partition == keys.partition_of(promise_id)
         key_list = self.store.promise_keys(promise_id) + [
             keys.execution(promise_id),
@@ -259,14 +277,11 @@ class TaskQueue:
             pack_map(value.headers), "1" if value.data is not None else "0", value.data or b"",
             self.group, delivery.entry_id if same else "",
         ]
-        status, fields = self._script("settle", key_list, args)
-        if _text(status) == "fenced":
-            return None
+        if _text(self._script("settle", key_list, args)) == "fenced":
+            return False
         if not same:
             self.ack(delivery)
-        if not fields:
-            raise StoreError(f"settle of {promise_id!r} returned no record")
-        return decode_promise(keys.promise(promise_id), dict(zip(fields[::2], fields[1::2], strict=True)))
+        return True
 
     def suspend(self, promise_id: str, counter: int, delivery: Delivery) -> str:
         """Release the lease while waiting; ``wake`` means drive again now; ``fenced`` lost it."""

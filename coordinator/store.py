@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from . import keys
@@ -246,7 +247,12 @@ class RedisStore:
         else:
             args += ["", ""]
         args += [_flag(adopt), _flag(allow_past)]
-        status, promise = self._reply(promise_id, self._run("create", key_list, args))
+        reply = self._run("create", key_list, args)
+        if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"fresh":
+            return Status.CREATED, _fresh(
+                promise_id, timeout, ikey, header_map, payload, tag_map, step, int(reply[1])
+            )
+        status, promise = self._reply(promise_id, reply)
         if promise is None:
             raise StoreError(f"create of {promise_id!r} returned no record")
         return status, promise
@@ -357,28 +363,24 @@ class RedisStore:
     def wait(self, promise_id: str, timeout: float | None = None) -> DurablePromise:
         """Block until the promise is completed (a subscription, not polling); returns it.
 
-        Raises ``TimeoutError`` after ``timeout`` seconds. The inbox is re-checked against the
-        record every ``WAIT_RECHECK_S`` in case a notification was lost (e.g. a Redis restart
+        Three round trips when it completes while waiting: subscribe, ``BLPOP`` on the inbox,
+        get. Raises ``TimeoutError`` after ``timeout`` seconds. Every ``WAIT_RECHECK_S`` without a
+        notification the subscription is renewed, in case one was lost (e.g. a Redis restart
         without persistence).
         """
         listener = request_id()
         inbox = keys.inbox(keys.partition_of(promise_id), listener)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            promise = self.subscribe(promise_id, listener)
-            if promise.completed:
-                self._discard(inbox)
-                return promise
+        promise = self.subscribe(promise_id, listener)
+        while not promise.completed:
             left = WAIT_RECHECK_S if deadline is None else min(WAIT_RECHECK_S, deadline - time.monotonic())
             if left <= 0:
                 self._unsubscribe(promise_id, listener)
                 raise TimeoutError(f"promise {promise_id!r} still pending after {timeout}s")
             with translate_errors(self.url, inbox):
-                self.client.blpop([inbox], timeout=max(left, 0.01))
-
-    def _discard(self, inbox: str) -> None:
-        with translate_errors(self.url, inbox):
-            self.client.delete(inbox)
+                notified = self.client.blpop([inbox], timeout=max(left, 0.01))
+            promise = self.get(promise_id) if notified else self.subscribe(promise_id, listener)
+        return promise
 
     def _unsubscribe(self, promise_id: str, listener: str) -> None:
         with translate_errors(self.url, promise_id):
@@ -429,6 +431,31 @@ class RedisStore:
                 if more != b"1":
                     break
         return total
+
+
+def _fresh(
+    promise_id: str,
+    timeout: int,
+    ikey: str | None,
+    headers: dict[str, str],
+    data: bytes | None,
+    tags: dict[str, str],
+    step: Step | None,
+    created_on: int,
+) -> DurablePromise:
+    """The record ``create.lua`` has just written exactly as requested (it replies only the time)."""
+    return DurablePromise(
+        id=promise_id,
+        state=step.state if step else State.PENDING,
+        param=Value(headers, data),
+        value=Value(dict(step.value.headers), step.value.data) if step else Value(),
+        timeout=timeout,
+        idempotency_key_for_create=ikey,
+        idempotency_key_for_complete=step.ikey if step else None,
+        tags=MappingProxyType(dict(tags)),
+        created_on=created_on,
+        completed_on=created_on if step else None,
+    )
 
 
 def _special(status: str, key: str) -> Status:

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-deliveries", type=int, default=5)
     parser.add_argument("--grace", type=float, default=5.0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(relativeCreated)d %(name)s %(message)s")
     settings = WorkerSettings(
         concurrency=args.concurrency, lease_ms=args.lease_ms, heartbeat_ms=args.heartbeat_ms,
         reclaim_ms=args.reclaim_ms, sweep_ms=args.sweep_ms, max_deliveries=args.max_deliveries,

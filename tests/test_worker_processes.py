@@ -240,7 +240,8 @@ def test_sigterm_past_the_grace_period_releases_the_task_to_another_worker(
     leaving = WorkerProcess("crash", redis_url, "--grace", "0.2", "--lease-ms", "30000", "--heartbeat-ms", "5000")
     handle = starter(redis_url, "crash").run("released-1", apps.crash_workflow, "r1", 2.0)
     wait_until(lambda: count(client, "slow-start:r1") == 1, what="the step to start")
-    assert leaving.stop() == 0
+    assert leaving.stop() == 0, leaving.output
+    assert count(client, "slow-end:r1") == 0, leaving.output  # stopped past the grace, mid-step
     # Released, not left to expire: another worker takes it at once although the lease is 30 s.
     workers.append(WorkerProcess("crash", redis_url, "--lease-ms", "30000", "--heartbeat-ms", "5000"))
     assert handle.result(timeout=15) == "r1-done"

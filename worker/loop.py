@@ -31,7 +31,7 @@ from typing import Any
 
 from coordinator import keys
 from coordinator.errors import StoreConnectionError, VowError
-from coordinator.queue import Delivery, TaskQueue
+from coordinator.queue import READ_BLOCK_S, Delivery, TaskQueue
 from coordinator.records import State
 from coordinator.store import RedisStore
 
@@ -170,12 +170,7 @@ class Worker:
             return
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         self.stopping.set()
-        # Readers first: closing their sockets ends a blocked XREADGROUP, so no entry we give
-        # back below is read again by this very worker on its way out.
-        self.queue.close()
-        for thread in self._threads:
-            if thread.name.startswith("vow-reader"):
-                thread.join(timeout=5)
+        self.queue.close()  # unblocks a reader blocked in XREADGROUP (it reads nothing more)
         with self._lock:
             self._lock.notify_all()
             held = list(self._held.values())
@@ -194,9 +189,12 @@ class Worker:
         self._done.set()
         for _ in range(self.settings.concurrency):
             self._tasks.put(None)
+        # A reader that had not blocked yet when we closed it blocks at most one read more; an
+        # entry it took meanwhile (even the ones we just requeued) is an orphan given back below.
+        self.queue.close()
         for thread in self._threads:
-            if thread.name == "vow-maintenance":
-                thread.join(timeout=5)
+            if thread.name == "vow-maintenance" or thread.name.startswith("vow-reader"):
+                thread.join(timeout=READ_BLOCK_S + 3)
         orphans = self._give_back_orphans()
         log.info("worker %s stopped (%d released)", self.consumer, len(queued) + len(leftover) + orphans)
 
@@ -382,8 +380,7 @@ class Worker:
                     continue
                 return "suspended" if answer == "ok" else "lost lease (fenced)"
             state, value = self._final_value(result)
-            settled = self.queue.settle(message.id, claim.counter, state, value, delivery)
-            if settled is None:
+            if not self.queue.settle(message.id, claim.counter, state, value, delivery):
                 return "lost lease (fenced)"
             return "resolved" if state is State.RESOLVED else "rejected"
 

@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, overload
 
-from coordinator.errors import AlreadyExists
 from coordinator.records import FUNC_TAG, INVOKE_TAG, DurablePromise
-from coordinator.store import RedisStore
+from coordinator.store import Invoke, RedisStore
+from coordinator.tasks import TaskKind, TaskMessage
 from coordinator.validate import check_group
 
 from .codec import outcome_of
@@ -227,10 +227,9 @@ class Scheduler:
         tags = {INVOKE_TAG: f"poll://{group}", FUNC_TAG: name}
         # A year ahead: this machine's clock is good enough (no TIME round trip).
         now = self.store.clock() if self.store.clock is not None else int(time.time() * 1000)
-        try:
-            self.store.create(id, now + DEFAULT_TIMEOUT_S * 1000, ikey=id, data=data, tags=tags)
-        except AlreadyExists:
-            pass  # created by someone else under this id: it is that execution
+        invoke = Invoke(group, TaskMessage(TaskKind.INVOKE, id, group, name).encode())
+        self.store.create_ex(id, now + DEFAULT_TIMEOUT_S * 1000, ikey=id, data=data, tags=tags, invoke=invoke)
+        # An id created by someone else (status "exists") is that execution: the handle is to it.
         return Handle(self.store, id)
 
 

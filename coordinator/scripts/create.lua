@@ -22,7 +22,9 @@
 --          when the create itself is refused)
 -- ARGV[24] allow past ('1': a timeout <= now creates the promise already timed out — a timer or
 --          wait whose deadline passed while the request travelled; '0': answer 'past')
--- Returns {status, record fields}: status is created | dedup | exists | past (timeout <= now).
+-- Returns {status, record fields}: status is created | dedup | exists | past (timeout <= now);
+-- except that a record written just now as requested returns {'fresh', created_on} (the caller
+-- has every other field already; this keeps the reply small).
 
 local K = promise_keys(1)
 local now = clock(ARGV[1])
@@ -63,7 +65,7 @@ if completed_state ~= '' then
   if ARGV[14] == '1' then redis.call('HSET', K.p, 'vd', ARGV[15]) end
   if ARGV[16] ~= '' then redis.call('HSET', K.p, 'ikv', ARGV[16]) end
   redis.call('ZADD', family_key(K, completed_state), ms(now), id)
-  return {'created', record(K)}
+  return {'fresh', ms(now)}
 end
 
 redis.call('ZADD', K.pending, ms(now), id)
@@ -77,4 +79,4 @@ if ARGV[17] ~= '' then
   redis.call('SADD', KEYS[9], ARGV[18])
 end
 register()
-return {'created', record(K)}
+return {'fresh', ms(now)}

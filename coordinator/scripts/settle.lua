@@ -11,7 +11,7 @@
 -- ARGV[5] state: RESOLVED | REJECTED   ARGV[6] value headers (msgpack)
 -- ARGV[7] value data present ('1'/'0')   ARGV[8] value data
 -- ARGV[9] consumer group   ARGV[10] entry id ('' = the entry is in another partition)
--- Returns {'ok', record fields} | {'fenced', {}}.
+-- Returns 'ok' | 'fenced' (the caller needs no record back: it is the one that just wrote it).
 
 local K = promise_keys(1)
 local X = KEYS[9]
@@ -19,8 +19,8 @@ local now = clock(ARGV[1])
 local id = ARGV[3]
 local x = redis.call('HMGET', X, 'c', 'o')
 if x[1] ~= ARGV[4] or not x[2] then
-  if redis.call('HGET', K.p, 'rqv') == ARGV[2] then return {'ok', record(K)} end  -- a resend
-  return {'fenced', {}}
+  if redis.call('HGET', K.p, 'rqv') == ARGV[2] then return 'ok' end  -- a resend
+  return 'fenced'
 end
 if redis.call('EXISTS', K.p) == 1 then
   timeout_if_due(K, id, now)
@@ -35,4 +35,4 @@ if ARGV[10] ~= '' then
   redis.call('XACK', KEYS[10], ARGV[9], ARGV[10])
   redis.call('XDEL', KEYS[10], ARGV[10])
 end
-return {'ok', record(K)}
+return 'ok'
