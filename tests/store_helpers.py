@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from coordinator import AlreadyCompleted, AlreadyExists, DurablePromise, NotFound, RedisStore, State, Value, states
 from coordinator.errors import PromiseError
 from coordinator.states import Status
+from tests.harness import wait_until  # noqa: F401  (the one deadline helper; re-exported)
 
 #: what a store call answered: ("ok", promise) or (error class name, state named by the error)
 Outcome = tuple[str, Any]
@@ -120,15 +120,6 @@ class Model:
 def comparable(outcome: Outcome) -> tuple[str, Any]:
     kind, detail = outcome
     return (kind, plain(detail)) if kind == "ok" else (kind, detail)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds (a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout}s")
-        time.sleep(0.005)
 
 
 def search_all(store: RedisStore, **kwargs: Any) -> tuple[list[DurablePromise], int]:

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from cli import ExitCode, cli
 from coordinator import keys
 from coordinator.server import ServerProcess, free_port, port_is_taken
 from coordinator.tasks import TaskKind, TaskMessage
+from tests.harness import wait_until
 
 #: seconds a started ``vow dev`` may take to answer PING, or a stopped one to exit
 DEADLINE_S = 20.0
@@ -35,11 +35,7 @@ def vow_binary() -> str:
 
 def wait_for(condition: Any, what: str, timeout: float = DEADLINE_S) -> None:
     """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    wait_until(condition, timeout=timeout, what=what)
 
 
 def answers_ping(port: int) -> bool:
