@@ -31,6 +31,7 @@ import redis
 from . import keys
 from .connection import translate_errors
 from .errors import CorruptRecord, DeadLetterNotFound, ValidationError, VowError
+from .records import reply_text
 from .tasks import MalformedTask, TaskMessage, decode_task
 from .validate import check_group
 
@@ -80,10 +81,7 @@ def parse_entry_ref(ref: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
-def _text(raw: object) -> str:
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", "replace")
-    return "" if raw is None else str(raw)
+_text = reply_text
 
 
 def _int(raw: object) -> int | None:

@@ -29,7 +29,7 @@ import redis
 from . import keys
 from .connection import connect, translate_errors
 from .errors import StoreError
-from .records import DurablePromise, State, Value, decode_promise, pack_map
+from .records import DurablePromise, State, Value, decode_promise, pack_map, reply_text
 from .scripts import is_fakeredis
 from .store import RedisStore, request_id
 from .tasks import MalformedTask, TaskMessage, decode_task
@@ -60,8 +60,7 @@ class Claim:
     promise: DurablePromise | None
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+_text = reply_text
 
 
 class TaskQueue:

@@ -124,6 +124,13 @@ def pack_map(mapping: Mapping[str, str] | None) -> bytes:
     return msgpack.packb(dict(mapping or {}), use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def reply_text(raw: object) -> str:
+    """A Redis reply item as text (bytes decoded; ``None`` as "")."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    return "" if raw is None else str(raw)
+
+
 def _text(key: str, name: str, raw: object) -> str:
     if not isinstance(raw, bytes):
         raise CorruptRecord(key, f"field {name!r} is missing")

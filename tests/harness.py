@@ -28,6 +28,16 @@ def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: floa
         threading.Event().wait(interval)
 
 
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie answers signal 0 but counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
 class WorkerProcess:
     """``python -m tests.apps APP`` in a subprocess; output collected line by line."""
 

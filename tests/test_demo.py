@@ -7,13 +7,14 @@ interrupted (exit code 130).
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.harness import process_alive
 
 VOW = str(Path(sys.executable).parent / "vow")
 #: seconds the demo may take (the contract); it takes well under 10 on a laptop
@@ -67,13 +68,6 @@ def started_pids(text: str) -> list[int]:
     return [int(pid) for pid in re.findall(r"\(pid (\d+)\)", text)]
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "\nState:\tZ" in status.read_text())
 
 
 def test_demo_tells_the_story_twice_in_a_row(tmp_path: Path) -> None:
@@ -85,7 +79,7 @@ def test_demo_tells_the_story_twice_in_a_row(tmp_path: Path) -> None:
         assert done.stdout.count("Email address alice@example.com confirmed: True") == 1
         pids = started_pids(done.stdout)
         assert len(pids) == 3  # the server, the email service, the workflow service
-        assert not [pid for pid in pids if alive(pid)]
+        assert not [pid for pid in pids if process_alive(pid)]
     assert [p.name for p in tmp_path.iterdir()] == [".vow"]
     assert sorted(p.name for p in (tmp_path / ".vow" / "demo").iterdir()) == [
         "email-service.log", "server", "workflow-service.log",
@@ -113,4 +107,4 @@ def test_demo_interrupted_stops_every_process(tmp_path: Path) -> None:
     assert "==> Done" not in text
     pids = started_pids(text)
     assert len(pids) == 3
-    assert not [pid for pid in pids if alive(pid)]
+    assert not [pid for pid in pids if process_alive(pid)]

@@ -11,16 +11,7 @@ import redis
 
 from coordinator.errors import ServerNotFound, ServerStartError
 from coordinator.server import ServerProcess, find_server_binary, port_is_taken
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers signal 0; it is gone for every practical purpose once reaped.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "\nState:\tZ" in status.read_text())
+from tests.harness import process_alive
 
 
 @pytest.fixture
@@ -70,7 +61,7 @@ def test_start_and_stop_leave_no_process(binary: str) -> None:
     assert client.ping()
     client.close()
     server.stop()
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert not port_is_taken(server.port)
     assert not directory.exists()
     server.stop()  # stopping twice is harmless
@@ -82,7 +73,7 @@ def test_context_manager_and_kill(binary: str) -> None:
         pid = server.process.pid
         assert redis.Redis(host=server.host, port=server.port).ping()
         server.kill()
-        assert not _alive(pid)
+        assert not process_alive(pid)
     assert server.process is None
 
 
