@@ -56,11 +56,11 @@ from types import FrameType, ModuleType
 from typing import Any
 
 import redis
+from vow.coordinator import RedisStore, keys
+from vow.coordinator.scripts import SCRIPT_NAMES, source
+from vow.worker import Handle, Scheduler
 
-from coordinator import RedisStore, keys
-from coordinator.scripts import SCRIPT_NAMES, source
-from coordinator.server import ServerProcess
-from worker import Handle, Scheduler
+from vow.server import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP = "bench"

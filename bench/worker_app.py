@@ -23,9 +23,8 @@ from collections.abc import Generator
 from typing import Any
 
 import redis
-
-from coordinator import RedisStore
-from worker import Context, Scheduler
+from vow.coordinator import RedisStore
+from vow.worker import Context, Scheduler
 
 __all__ = ["main", "noop", "raw_worker", "step", "three_steps"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from coordinator import State, calls
+from vow.coordinator import State, calls
 
 from .errors import ExitCode, fail
 from .options import DURATION, JSON_VALUE, KEY_JSON, json_option, open_store, url_option

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import IO
 
 import click
+from vow.coordinator import RedisStore, admin
+from vow.coordinator.errors import NotFound, VowError
 
-from coordinator import RedisStore, admin
-from coordinator.errors import NotFound, VowError
-from coordinator.server import ServerProcess, find_server_binary, free_port
+from vow.server import ServerProcess, find_server_binary, free_port
 
 from .errors import ExitCode, fail
 

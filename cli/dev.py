@@ -14,7 +14,7 @@ from types import FrameType
 
 import click
 
-from coordinator.server import ServerProcess, find_server_binary, port_is_taken
+from vow.server import ServerProcess, find_server_binary, port_is_taken
 
 from .errors import fail
 

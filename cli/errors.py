@@ -12,8 +12,7 @@ import traceback
 from typing import Any, ClassVar
 
 import click
-
-from coordinator.errors import (
+from vow.coordinator.errors import (
     AlreadyCompleted,
     AlreadyExists,
     DeadLetterNotFound,

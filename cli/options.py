@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-
-from coordinator import RedisStore
-from coordinator.connection import DEFAULT_URL
+from vow.coordinator import RedisStore
+from vow.coordinator.connection import DEFAULT_URL
 
 __all__ = [
     "DURATION",

@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-
-from coordinator import DurablePromise
-from coordinator.admin import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry
-from coordinator.calls import TreeNode
-from coordinator.tasks import TaskMessage
+from vow.coordinator import DurablePromise
+from vow.coordinator.admin import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry
+from vow.coordinator.calls import TreeNode
+from vow.coordinator.tasks import TaskMessage
 
 __all__ = [
     "WIDTH",

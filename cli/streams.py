@@ -7,9 +7,8 @@ import time
 from collections.abc import Sequence
 
 import click
-
-from coordinator import admin
-from coordinator.admin import GroupStats
+from vow.coordinator import admin
+from vow.coordinator.admin import GroupStats
 
 from .options import json_option, open_store, url_option
 from .output import emit_json, format_dead_letters, format_group_table, format_pending, timestamp

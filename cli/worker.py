@@ -14,10 +14,9 @@ import sys
 from typing import Any
 
 import click
-
-from coordinator.store import RedisStore
-from worker.loop import WorkerSettings
-from worker.scheduler import Scheduler, no_autostart
+from vow.coordinator.store import RedisStore
+from vow.worker.loop import WorkerSettings
+from vow.worker.scheduler import Scheduler, no_autostart
 
 __all__ = ["load_scheduler", "worker"]
 

@@ -29,7 +29,7 @@ from .records import TIMER_TAG, DurablePromise, State, Value
 __all__ = [
     "CompleteRequest",
     "CreateRequest",
-    "Outcome",
+    "Transition",
     "Status",
     "apply_timeout",
     "complete",
@@ -75,7 +75,7 @@ class CompleteRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Transition:
     """The status, and the promise as stored afterwards (None only for NOT_FOUND)."""
 
     status: Status
@@ -103,7 +103,7 @@ def _match(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a == b
 
 
-def create(existing: DurablePromise | None, request: CreateRequest, now: int) -> Outcome:
+def create(existing: DurablePromise | None, request: CreateRequest, now: int) -> Transition:
     if existing is None:
         promise = DurablePromise(
             id=request.id,
@@ -119,18 +119,18 @@ def create(existing: DurablePromise | None, request: CreateRequest, now: int) ->
         )
         # A create whose timeout is already due times out at once (the store refuses such
         # requests up front; the model keeps the rule total).
-        return Outcome(Status.CREATED, apply_timeout(promise, now))
+        return Transition(Status.CREATED, apply_timeout(promise, now))
     current = apply_timeout(existing, now)
     if _match(request.ikey, current.idempotency_key_for_create) and (
         not request.strict or current.state is State.PENDING
     ):
-        return Outcome(Status.DEDUPLICATED, current)
-    return Outcome(Status.ALREADY_EXISTS, current)
+        return Transition(Status.DEDUPLICATED, current)
+    return Transition(Status.ALREADY_EXISTS, current)
 
 
-def complete(existing: DurablePromise | None, request: CompleteRequest, now: int) -> Outcome:
+def complete(existing: DurablePromise | None, request: CompleteRequest, now: int) -> Transition:
     if existing is None:
-        return Outcome(Status.NOT_FOUND, None)
+        return Transition(Status.NOT_FOUND, None)
     if existing.state is State.PENDING:
         if now < existing.timeout:
             done = replace(
@@ -140,15 +140,15 @@ def complete(existing: DurablePromise | None, request: CompleteRequest, now: int
                 idempotency_key_for_complete=request.ikey,
                 completed_on=now,
             )
-            return Outcome(Status.COMPLETED, done)
+            return Transition(Status.COMPLETED, done)
         current = apply_timeout(existing, now)
         if current.state is State.RESOLVED or request.strict:
-            return Outcome(Status.ALREADY_COMPLETED, current)
-        return Outcome(Status.TIMEDOUT, current)
+            return Transition(Status.ALREADY_COMPLETED, current)
+        return Transition(Status.TIMEDOUT, current)
     if _match(request.ikey, existing.idempotency_key_for_complete) and (
         not request.strict or request.state is existing.state
     ):
-        return Outcome(Status.DEDUPLICATED, existing)
+        return Transition(Status.DEDUPLICATED, existing)
     if not request.strict and existing.state is State.REJECTED_TIMEDOUT:
-        return Outcome(Status.TIMEDOUT, existing)
-    return Outcome(Status.ALREADY_COMPLETED, existing)
+        return Transition(Status.TIMEDOUT, existing)
+    return Transition(Status.ALREADY_COMPLETED, existing)

@@ -18,9 +18,8 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import redis
-
-from coordinator import RedisStore
-from worker import Context, CreateDurablePromiseReq, Scheduler, WorkerSettings
+from vow.coordinator import RedisStore
+from vow.worker import Context, CreateDurablePromiseReq, Scheduler, WorkerSettings
 
 COUNT_PREFIX = "test:count:"
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import redis
+from vow.coordinator import RedisStore
+from vow.coordinator.errors import ServerNotFound
 
-from coordinator import RedisStore
-from coordinator.errors import ServerNotFound
-from coordinator.server import ClusterProcess, ServerProcess, find_server_binary
+from vow.server import ClusterProcess, ServerProcess, find_server_binary
 
 #: a fixed starting time for the injected clock (2026-01-01T00:00:00Z)
 CLOCK_START_MS = 1_767_225_600_000

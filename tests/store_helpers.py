@@ -6,9 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator import AlreadyCompleted, AlreadyExists, DurablePromise, NotFound, RedisStore, State, Value, states
-from coordinator.errors import PromiseError
-from coordinator.states import Status
+from vow.coordinator import AlreadyCompleted, AlreadyExists, DurablePromise, NotFound, RedisStore, State, Value, states
+from vow.coordinator.errors import PromiseError
+from vow.coordinator.states import Status
+
 from tests.harness import wait_until  # noqa: F401  (the one deadline helper; re-exported)
 
 #: what a store call answered: ("ok", promise) or (error class name, state named by the error)
@@ -33,7 +34,7 @@ def run(call: Callable[[], DurablePromise]) -> Outcome:
         raise AssertionError(f"unexpected promise error {e!r}") from e
 
 
-def model_outcome(result: states.Outcome) -> Outcome:
+def model_outcome(result: states.Transition) -> Outcome:
     """The outcome the store must answer for a transition of the reference model."""
     if result.status in _ERRORS:
         return _ERRORS[result.status], (None if result.promise is None else result.promise.state.value)
@@ -55,7 +56,7 @@ class Model:
 
     def __init__(self) -> None:
         self.promises: dict[str, DurablePromise] = {}
-        self.last: states.Outcome | None = None  # the last create/complete transition, with its status
+        self.last: states.Transition | None = None  # the last create/complete transition, with its status
 
     def create(
         self,

@@ -7,12 +7,12 @@ import threading
 from typing import Any
 
 import pytest
+from vow.coordinator import NotFound, RedisStore, StoreConnectionError, StoreError, ValidationError, admin, calls, keys
+from vow.coordinator.errors import DeadLetterNotFound
+from vow.coordinator.records import INVOKE_TAG
+from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task
 
-from coordinator import NotFound, RedisStore, StoreConnectionError, StoreError, ValidationError, admin, calls, keys
-from coordinator.errors import DeadLetterNotFound
-from coordinator.records import INVOKE_TAG
-from coordinator.server import free_port
-from coordinator.tasks import TaskKind, TaskMessage, decode_task
+from vow.server import free_port
 
 HOUR_MS = 3_600_000
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner, Result
+from vow.cli import ExitCode, cli
+from vow.cli.output import WIDTH
+from vow.coordinator import RedisStore, State, admin, calls, keys
 
-from cli import ExitCode, cli
-from cli.output import WIDTH
-from coordinator import RedisStore, State, admin, calls, keys
-from coordinator.server import ServerProcess, free_port
+from vow.server import ServerProcess, free_port
 
 HOUR_MS = 3_600_000
 

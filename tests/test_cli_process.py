@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner
+from vow.cli import ExitCode, cli
+from vow.coordinator import keys
+from vow.coordinator.tasks import TaskKind, TaskMessage
 
-from cli import ExitCode, cli
-from coordinator import keys
-from coordinator.server import ServerProcess, free_port, port_is_taken
-from coordinator.tasks import TaskKind, TaskMessage
 from tests.harness import wait_until
+from vow.server import ServerProcess, free_port, port_is_taken
 
 #: seconds a started ``vow dev`` may take to answer PING, or a stopped one to exit
 DEADLINE_S = 20.0

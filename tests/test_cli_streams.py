@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-
-from cli import ExitCode, cli
-from cli.output import WIDTH
-from cli.streams import _rates
-from coordinator import RedisStore, admin, calls, keys
-from coordinator.connection import connect
-from coordinator.tasks import TaskKind, TaskMessage, decode_task
+from vow.cli import ExitCode, cli
+from vow.cli.output import WIDTH
+from vow.cli.streams import _rates
+from vow.coordinator import RedisStore, admin, calls, keys
+from vow.coordinator.connection import connect
+from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task
 
 HOUR_MS = 3_600_000
 

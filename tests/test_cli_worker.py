@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from vow.cli import ExitCode, cli
+from vow.coordinator import RedisStore
 
-from cli import ExitCode, cli
-from coordinator import RedisStore
 from tests.harness import ROOT, wait_until
 
 VOW = str(Path(sys.executable).parent / "vow")

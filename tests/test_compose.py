@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 import click
 import pytest
 from click.testing import CliRunner
+from vow.coordinator import RedisStore
+from vow.worker import Scheduler
+from vow.worker.scheduler import no_autostart
 
-from coordinator import RedisStore
-from coordinator.server import ServerProcess, free_port
 from tests.harness import ROOT
-from worker import Scheduler
-from worker.scheduler import no_autostart
+from vow.server import ServerProcess, free_port
 
 COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -105,7 +105,7 @@ def in_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def vow_command(args: list[str]) -> click.Command:
     """The click command ``vow ARGS`` runs, its arguments and options parsed (nothing invoked)."""
-    from cli.main import cli
+    from vow.cli.main import cli
 
     command: click.Command = cli
     context = cli.make_context("vow", [], resilient_parsing=True)
@@ -170,7 +170,7 @@ def test_app_services_are_built_here_and_point_at_redis(compose: dict[str, Any],
 
 
 def test_every_command_names_real_code(compose: dict[str, Any], in_root: None) -> None:
-    from cli.worker import load_scheduler
+    from vow.cli.worker import load_scheduler
 
     checked = 0
     for name, kind, argv in commands(compose):
@@ -238,7 +238,7 @@ class Ran:
 
 def vow(*args: str, url: str) -> Ran:
     """``vow ARGS`` in this process (click's CliRunner), with ``VOW_REDIS_URL=url``."""
-    from cli.main import cli
+    from vow.cli.main import cli
 
     result = CliRunner().invoke(cli, list(args), env={"VOW_REDIS_URL": url}, prog_name="vow")
     return Ran(result.exit_code, result.stdout, result.stderr)

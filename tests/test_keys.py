@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from redis.crc import key_slot
-
-from coordinator import keys
+from vow.coordinator import keys
 
 
 def crc16_xmodem(data: bytes) -> int:

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vow.coordinator import RedisStore, State, admin
+from vow.coordinator.errors import NotFound
 
-from coordinator import RedisStore, State, admin
-from coordinator.errors import NotFound
-from coordinator.server import free_port
 from tests.harness import ROOT, wait_until
+from vow.server import free_port
 
 EMAIL = "alice@example.com"
 WORKFLOW_ID = f"workflow-{EMAIL}"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from vow.coordinator.errors import ServerNotFound, ServerStartError
 
-from coordinator.errors import ServerNotFound, ServerStartError
-from coordinator.server import ServerProcess, find_server_binary, port_is_taken
 from tests.harness import process_alive
+from vow.server import ServerProcess, find_server_binary, port_is_taken
 
 
 @pytest.fixture

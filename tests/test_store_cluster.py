@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
-
-from coordinator import AlreadyCompleted, Callback, RedisStore, State, keys
+from vow.coordinator import AlreadyCompleted, Callback, RedisStore, State, keys
 
 from .conftest import Clock, make_store
 from .store_helpers import Model, comparable, plain, run, search_all, wait_until

@@ -16,9 +16,8 @@ import itertools
 from dataclasses import dataclass
 
 import pytest
-
-from coordinator import AlreadyCompleted, AlreadyExists, NotFound, RedisStore, State, ValidationError
-from coordinator.records import TIMER_TAG
+from vow.coordinator import AlreadyCompleted, AlreadyExists, NotFound, RedisStore, State, ValidationError
+from vow.coordinator.records import TIMER_TAG
 
 from .conftest import Clock
 from .store_helpers import Model, Recorder, comparable, plain, run

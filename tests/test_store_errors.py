@@ -9,8 +9,7 @@ from typing import Any
 import msgpack
 import pytest
 import redis
-
-from coordinator import (
+from vow.coordinator import (
     AlreadyCompleted,
     AlreadyExists,
     Callback,
@@ -22,9 +21,10 @@ from coordinator import (
     ValidationError,
     keys,
 )
-from coordinator import store as store_module
-from coordinator.records import INVOKE_TAG
-from coordinator.server import free_port
+from vow.coordinator import store as store_module
+from vow.coordinator.records import INVOKE_TAG
+
+from vow.server import free_port
 
 from .conftest import Clock
 from .store_helpers import plain

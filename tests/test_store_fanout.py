@@ -11,10 +11,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
-from coordinator import AlreadyCompleted, AlreadyExists, Callback, NotFound, RedisStore, State, keys
-from coordinator import store as store_module
-from coordinator.tasks import TaskKind, TaskMessage, decode_task
+from vow.coordinator import AlreadyCompleted, AlreadyExists, Callback, NotFound, RedisStore, State, keys
+from vow.coordinator import store as store_module
+from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task
 
 from .conftest import Clock, make_store
 from .store_helpers import wait_until

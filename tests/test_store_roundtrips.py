@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import redis
 from redis.connection import AbstractConnection
-
-from coordinator import Callback, RedisStore
+from vow.coordinator import Callback, RedisStore
 
 from .conftest import Clock
 

@@ -12,10 +12,10 @@ import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vow.coordinator import RedisStore, State, ValidationError, search
+from vow.coordinator.records import TIMER_TAG
 
-from coordinator import RedisStore, State, ValidationError, search
-from coordinator.records import TIMER_TAG
-from coordinator.server import ServerProcess
+from vow.server import ServerProcess
 
 from .conftest import Clock
 from .store_helpers import search_all

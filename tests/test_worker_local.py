@@ -8,11 +8,9 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
-
-from coordinator import RedisStore, State, keys
-from coordinator.tasks import TaskKind, TaskMessage
-from tests.harness import wait_until
-from worker import (
+from vow.coordinator import RedisStore, State, keys
+from vow.coordinator.tasks import TaskKind, TaskMessage
+from vow.worker import (
     ApplicationError,
     Constant,
     Context,
@@ -25,6 +23,8 @@ from worker import (
     ValueDecodeError,
     WorkerSettings,
 )
+
+from tests.harness import wait_until
 
 FAST = WorkerSettings(
     concurrency=4, lease_ms=2000, heartbeat_ms=300, reclaim_ms=200, sweep_ms=50, max_deliveries=3,
@@ -381,7 +381,7 @@ def test_result_timeout_and_unencodable_arguments(apps: Any) -> None:
 
     with pytest.raises(TimeoutError):
         app.run("waits", waits).result(timeout=0.3)
-    from worker import EncodingError
+    from vow.worker import EncodingError
 
     with pytest.raises(EncodingError):
         app.run("bad-args", waits, object())
@@ -389,7 +389,7 @@ def test_result_timeout_and_unencodable_arguments(apps: Any) -> None:
 
 def test_resume_message_format_is_a_task_message() -> None:
     message = TaskMessage(TaskKind.RESUME, "root", "group-a", "flow", "child", 2)
-    from coordinator.tasks import decode_task
+    from vow.coordinator.tasks import decode_task
 
     assert decode_task(message.encode()) == message
 
@@ -400,7 +400,7 @@ def test_a_timer_whose_deadline_passed_in_transit_fires_instead_of_failing(sdk_s
     assert timer.state is State.RESOLVED and timer.completed_on == past
     _, wait = sdk_store.create_ex("late-wait", past, allow_past=True)
     assert wait.state is State.REJECTED_TIMEDOUT
-    from coordinator import ValidationError
+    from vow.coordinator import ValidationError
 
     with pytest.raises(ValidationError):
         sdk_store.create("refused", past)  # the public create still refuses a past timeout

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from vow.coordinator import RedisStore, keys
+from vow.worker import Scheduler
 
-from coordinator import RedisStore, keys
-from coordinator.server import ServerProcess
 from tests import apps
 from tests.harness import WorkerProcess, wait_until
-from worker import Scheduler
+from vow.server import ServerProcess
 
 COUNT = apps.COUNT_PREFIX
 

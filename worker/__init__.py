@@ -6,7 +6,7 @@ Glossary: ``lfc``/``lfi`` run a function locally as a durable step (call / invok
 
 from __future__ import annotations
 
-from coordinator.errors import EncodingError
+from vow.coordinator.errors import EncodingError
 
 from .context import Context, CreateDurablePromiseReq, Promise
 from .errors import (

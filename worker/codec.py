@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from coordinator.records import DurablePromise, State, Value
+from vow.coordinator.records import DurablePromise, State, Value
 
 from .errors import (
     ApplicationError,

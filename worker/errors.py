@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.errors import EncodingError, VowError
+from vow.coordinator.errors import EncodingError, VowError
 
 __all__ = [
     "ApplicationError",

@@ -15,9 +15,9 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator import keys
-from coordinator.errors import ValidationError, VowError
-from coordinator.records import (
+from vow.coordinator import keys
+from vow.coordinator.errors import ValidationError, VowError
+from vow.coordinator.records import (
     FUNC_TAG,
     INVOKE_TAG,
     PARENT_TAG,
@@ -27,8 +27,8 @@ from coordinator.records import (
     State,
     decode_promise,
 )
-from coordinator.store import Callback, RedisStore, Step
-from coordinator.tasks import TaskKind, TaskMessage, parse_invoke_data
+from vow.coordinator.store import Callback, RedisStore, Step
+from vow.coordinator.tasks import TaskKind, TaskMessage, parse_invoke_data
 
 from .codec import encode_error, encode_value, outcome_of
 from .context import Context, LocalCall, Promise, RemoteCall

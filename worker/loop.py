@@ -29,11 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator import keys
-from coordinator.errors import StoreConnectionError, VowError
-from coordinator.queue import READ_BLOCK_S, Delivery, TaskQueue
-from coordinator.records import State
-from coordinator.store import RedisStore
+from vow.coordinator import keys
+from vow.coordinator.errors import StoreConnectionError, VowError
+from vow.coordinator.queue import READ_BLOCK_S, Delivery, TaskQueue
+from vow.coordinator.records import State
+from vow.coordinator.store import RedisStore
 
 from .codec import encode_error, encode_value
 from .errors import EncodingError

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, overload
 
-from coordinator.records import FUNC_TAG, INVOKE_TAG, DurablePromise
-from coordinator.store import Invoke, RedisStore
-from coordinator.tasks import TaskKind, TaskMessage
-from coordinator.validate import check_group
+from vow.coordinator.records import FUNC_TAG, INVOKE_TAG, DurablePromise
+from vow.coordinator.store import Invoke, RedisStore
+from vow.coordinator.tasks import TaskKind, TaskMessage
+from vow.coordinator.validate import check_group
 
 from .codec import outcome_of
 from .errors import EncodingError

@@ -3,8 +3,7 @@ import os
 
 from flask import Flask, jsonify, request
 
-from coordinator import RedisStore
-from worker import Scheduler
+from vow import RedisStore, Scheduler
 
 app = Flask(__name__)
 store = RedisStore(url=os.environ.get("VOW_REDIS_URL", "redis://localhost:6379"))

@@ -1,7 +1,6 @@
 import os
 
-from coordinator import RedisStore
-from worker import Context, Scheduler
+from vow import Context, RedisStore, Scheduler
 
 resonate = Scheduler(
     RedisStore(url=os.environ.get("VOW_REDIS_URL", "redis://localhost:6379")), logic_group="email-service"

@@ -2,8 +2,7 @@ import os
 
 from flask import Flask, jsonify, request
 
-from coordinator import RedisStore
-from worker import Context, CreateDurablePromiseReq, Scheduler
+from vow import Context, CreateDurablePromiseReq, RedisStore, Scheduler
 
 app = Flask(__name__)
 resonate = Scheduler(

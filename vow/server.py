@@ -28,7 +28,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .errors import ServerNotFound, ServerStartError
+from vow.coordinator.errors import ServerNotFound, ServerStartError
 
 __all__ = ["ClusterProcess", "ServerProcess", "find_server_binary", "free_port"]
 
