@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from vow.coordinator import State, calls
+from vow.coordinator import State
 
+from . import tree as call_graph
 from .errors import ExitCode, fail
 from .options import DURATION, JSON_VALUE, KEY_JSON, json_option, open_store, url_option
 from .output import data_text, emit_json, format_promise, format_tree, promise_json
 from .promises import DEFAULT_TIMEOUT
 
-__all__ = ["invoke", "tree"]
+__all__ = ["DEFAULT_GROUP", "invoke", "tree"]
+
+#: the logic group ``vow invoke`` targets when none is named
+DEFAULT_GROUP = "default"
 
 
 @click.command(
@@ -23,7 +27,7 @@ __all__ = ["invoke", "tree"]
 @click.option("--func", required=True, help="Name of the registered function to run.")
 @click.option("--arg", "args", type=JSON_VALUE, multiple=True, help="A positional argument as JSON (repeatable).")
 @click.option("--kwarg", "kwargs", type=KEY_JSON, multiple=True, help="A keyword argument name=JSON (repeatable).")
-@click.option("--target", default=calls.DEFAULT_GROUP, show_default=True, help="Logic group that runs the function.")
+@click.option("--target", default=DEFAULT_GROUP, show_default=True, help="Logic group that runs the function.")
 @click.option("--timeout", "timeout_ms", type=DURATION, default=DEFAULT_TIMEOUT, show_default=True,
               help="How long from now the call may take: 30s, 5m, 1h, 7d.")
 @click.option("--wait", is_flag=True, help="Block until the call completes and print its value.")
@@ -40,7 +44,7 @@ def invoke(promise_id: str, func: str, args: tuple[Any, ...], kwargs: tuple[tupl
     if wait_timeout is not None and not wait:
         raise click.UsageError("--wait-timeout needs --wait")
     store = open_store(url)
-    promise = calls.invoke(store, promise_id, func, list(args), dict(kwargs), group=target, timeout_ms=timeout_ms)
+    promise = store.invoke(promise_id, func, args, dict(kwargs), group=target, timeout=store.now() + timeout_ms)
     if not wait:
         if as_json:
             emit_json(promise_json(promise))
@@ -68,7 +72,7 @@ def tree(promise_id: str, url: str, as_json: bool) -> None:
     Children are the promises with ids ID.1, ID.2, ... (and theirs, ID.1.1, ...) and the promises
     tagged vow:parent=ID or vow:root=ID.
     """
-    root = calls.call_tree(open_store(url), promise_id)
+    root = call_graph.call_tree(open_store(url), promise_id)
     if as_json:
         emit_json(root.to_dict())
     else:

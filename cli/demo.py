@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import IO
 
 import click
-from vow.coordinator import RedisStore, admin
+from vow.coordinator import RedisStore
+from vow.coordinator import streams as task_streams
 from vow.coordinator.errors import NotFound, VowError
 
 from vow.server import ServerProcess, find_server_binary, free_port
@@ -315,7 +316,7 @@ class Demo:
             waiting = self.store.get(CONFIRM_ID).pending and self.store.get(WORKFLOW_ID).pending
         except NotFound:
             return False
-        stats = admin.group_stats(self.store, [WORKFLOW_GROUP])
+        stats = task_streams.group_stats(self.store, [WORKFLOW_GROUP])
         return waiting and all(s.pending == 0 and not s.lag for s in stats)
 
     def finished(self, flow: Service) -> str:

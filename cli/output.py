@@ -16,9 +16,10 @@ from typing import Any
 
 import click
 from vow.coordinator import DurablePromise
-from vow.coordinator.admin import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry
-from vow.coordinator.calls import TreeNode
+from vow.coordinator.streams import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry
 from vow.coordinator.tasks import TaskMessage
+
+from .tree import TreeNode
 
 __all__ = [
     "WIDTH",

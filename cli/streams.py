@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 
 import click
-from vow.coordinator import admin
-from vow.coordinator.admin import GroupStats
+from vow.coordinator import streams as task_streams
+from vow.coordinator.streams import GroupStats
 
 from .options import json_option, open_store, url_option
 from .output import emit_json, format_dead_letters, format_group_table, format_pending, timestamp
@@ -40,7 +40,7 @@ def list_groups(groups: tuple[str, ...], url: str, as_json: bool) -> None:
 
     Lists every group that ever had a task queued, or only the GROUPs named.
     """
-    stats = admin.group_stats(open_store(url), list(groups) or None)
+    stats = task_streams.group_stats(open_store(url), list(groups) or None)
     if as_json:
         emit_json([s.to_dict() for s in stats])
     else:
@@ -82,7 +82,7 @@ def monitor(groups: tuple[str, ...], interval: float, once: bool, url: str, as_j
     in_place = not as_json and not once and sys.stdout.isatty()
     try:
         while True:
-            stats = admin.group_stats(store, list(groups) or None)
+            stats = task_streams.group_stats(store, list(groups) or None)
             now = time.monotonic()
             rates = _rates(stats, previous, None if last is None else now - last)
             last = now
@@ -109,7 +109,7 @@ def monitor(groups: tuple[str, ...], interval: float, once: bool, url: str, as_j
 @json_option
 def pending(group: str, limit: int, url: str, as_json: bool) -> None:
     """Who holds which task of GROUP, for how long, after how many deliveries."""
-    entries = admin.pending_entries(open_store(url), group, limit)
+    entries = task_streams.pending_entries(open_store(url), group, limit)
     if as_json:
         emit_json([e.to_dict() for e in entries])
     else:
@@ -124,7 +124,7 @@ def pending(group: str, limit: int, url: str, as_json: bool) -> None:
 @json_option
 def dead(group: str | None, limit: int, url: str, as_json: bool) -> None:
     """The dead letters of GROUP (of every group if none is named), with the reason."""
-    letters = admin.dead_letters(open_store(url), group, limit)
+    letters = task_streams.dead_letters(open_store(url), group, limit)
     if as_json:
         emit_json([d.to_dict() for d in letters])
     else:
@@ -142,12 +142,12 @@ def requeue(group: str, entries: tuple[str, ...], url: str, as_json: bool) -> No
     ENTRY is a dead letter as 'vow streams dead' prints it: <partition>-<entry id>.
     """
     for ref in entries:
-        admin.parse_entry_ref(ref)  # every reference checked before anything moves
+        task_streams.parse_entry_ref(ref)  # every reference checked before anything moves
     store = open_store(url)
     moved: list[dict[str, str]] = []
     try:
         for ref in entries:
-            new_ref = admin.requeue(store, group, ref)
+            new_ref = task_streams.requeue(store, group, ref)
             moved.append({"entry": ref, "requeued_as": new_ref})
             if not as_json:
                 click.echo(f"requeued {ref} as {new_ref}")

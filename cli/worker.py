@@ -1,8 +1,8 @@
 """``vow worker start MODULE:ATTR``: serve a logic group from a user's module.
 
 The module is imported the way uvicorn and celery do it (the current directory first on
-``sys.path``) with auto-serving switched off, so its Scheduler only starts serving here, with the
-settings given on the command line.
+``sys.path``) inside ``Scheduler.deferred_serving()``, so its Scheduler only starts serving here,
+with the settings given on the command line (see ``worker/scheduler.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from typing import Any
 
 import click
 from vow.coordinator.store import RedisStore
-from vow.worker.loop import WorkerSettings
-from vow.worker.scheduler import Scheduler, no_autostart
+from vow.worker.scheduler import Scheduler
 
 __all__ = ["load_scheduler", "worker"]
 
@@ -33,7 +32,7 @@ def load_scheduler(target: str) -> Scheduler:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        with no_autostart():
+        with Scheduler.deferred_serving():
             module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and module_name.startswith(e.name):
@@ -71,15 +70,9 @@ def start(target: str, group: str | None, concurrency: int | None, url: str | No
     """Serve the functions registered on the Scheduler MODULE:ATTR until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = load_scheduler(target)
-    settings = app.settings
-    if concurrency is not None:
-        settings = WorkerSettings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
-                                     "concurrency": concurrency})
     store = RedisStore(url) if url else app.store
-    served = Scheduler(store, group or app.group, settings=settings, serve=False)
-    served.registry = app.registry
-    served.dependencies = app.dependencies
+    served = group or app.group
     click.echo(f"vow worker: {target} registers {', '.join(app.registry.names()) or 'no functions'}; "
-               f"group {served.group!r} at {store.display_url}", err=True)
-    served.wait_for_ever()
+               f"group {served!r} at {store.display_url}", err=True)
+    app.wait_for_ever(group=served, concurrency=concurrency, store=store)
     click.echo("vow worker: stopped", err=True)

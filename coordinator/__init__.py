@@ -1,4 +1,5 @@
-"""Vow's promise store on Redis: durable promises, callbacks, subscriptions, timeouts, search.
+"""The Redis side of Vow: durable promises, callbacks, subscriptions, timeouts, search, and the
+task streams and executions (``store.tasks``). Imports nothing of ``vow.worker`` or ``vow.cli``.
 
 Glossary (names kept from Resonate for seed compatibility): *ikey* is an idempotency key;
 ``strict`` makes an idempotent retry match only when it asks for the state the promise has.
@@ -20,15 +21,22 @@ from .errors import (
     ValidationError,
     VowError,
 )
+from .executions import Delivery, TaskStore
+from .lua import Answer, Callback, Claim, ClaimStatus, Completion, Invoke
 from .records import DurablePromise, State, Value
 from .search import SearchPage
-from .store import Callback, Invoke, RedisStore, Step
+from .store import RedisStore
 
 __all__ = [
     "AlreadyCompleted",
     "AlreadyExists",
+    "Answer",
     "Callback",
+    "Claim",
+    "ClaimStatus",
+    "Completion",
     "CorruptRecord",
+    "Delivery",
     "DurablePromise",
     "EncodingError",
     "Invoke",
@@ -39,9 +47,9 @@ __all__ = [
     "ServerNotFound",
     "ServerStartError",
     "State",
-    "Step",
     "StoreConnectionError",
     "StoreError",
+    "TaskStore",
     "ValidationError",
     "Value",
     "VowError",

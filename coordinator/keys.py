@@ -10,8 +10,8 @@ single-slot. The tags are chosen so the 16 slots sit one per 1,024-slot band: a 
 A promise lives in partition ``partition_of(id) = crc32(id) % 16``; all of its keys share it::
 
     vow:{T}:p:<id>          hash    the promise record (fields in coordinator/records.py)
-    vow:{T}:cb:<id>         hash    callbacks: root id -> "<task stream key>\\n<task message>"
-    vow:{T}:sub:<id>        hash    subscriptions: listener id -> inbox key
+    vow:{T}:cb:<id>         hash    callbacks: root id -> "<logic group>\\n<task message>"
+    vow:{T}:sub:<id>        hash    subscriptions: listener id -> "1"
     vow:{T}:timeouts        zset    pending promise id -> timeout (epoch ms); the sweep's index
     vow:{T}:idx:all         zset    promise id -> created_on (epoch ms); search, newest first
     vow:{T}:idx:<state>     zset    the same per state family: pending | resolved | rejected
@@ -23,30 +23,37 @@ Per partition and logic group (tasks; consumed by worker/)::
     vow:{T}:dead:<group>    stream  dead letters of the group, with the reason
     vow:{T}:groups          set     logic groups that ever had a task in this partition
     vow:{T}:x:<root>        hash    execution record of a root (lease owner, fencing counter)
+    vow:{T}:leases          zset    root id -> lease end (epoch ms); the orphan sweep's index
     vow:{T}:inbox:<id>      list    a listener's notifications (promise ids), short TTL
 
-Scripts receive every key they address in KEYS, except the stream and inbox keys stored inside
-callback and subscription values: those keys are computed here when the callback is registered,
-always in the promise's own partition, so they share the script's hash tag (the cluster test
-suite proves it). Schedules keep their records under ``vow:{T}:sched:<id>``.
+Scripts receive the keys they address in KEYS. The only keys a script names itself are derived
+from a KEYS entry by ``derive()`` in ``scripts/_lib.lua``: the entry's partition base
+(``vow:{T}:``) followed by one of the suffixes above (``p:<id>``, ``cb:<id>``, ``sub:<id>``,
+``x:<id>``, ``q:<group>``, ``dead:<group>``, ``inbox:<listener>``) — so a callback fires into
+the stream of its group *in the completed promise's partition*, a subscription into an inbox of
+that partition, and the sweeps reach the records of due ids. Same base, same hash tag, same slot
+(the cluster test suite checks every key's slot). :func:`derive` here is the same rule in Python.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 __all__ = [
     "PARTITIONS",
     "PREFIX",
+    "PromiseKeys",
     "callbacks",
     "dead_letters",
     "execution",
     "groups",
+    "derive",
     "inbox",
     "index",
+    "leases",
     "partition_of",
     "promise",
-    "promise_prefix",
     "subscriptions",
     "sweep_lock",
     "tag",
@@ -81,29 +88,22 @@ def _base(partition: int) -> str:
     return f"{PREFIX}:{tag(partition)}:"
 
 
+def derive(key: str, suffix: str) -> str:
+    """The key ``suffix`` in the partition of ``key`` (``derive()`` of ``scripts/_lib.lua``)."""
+    close = key.index("}:")
+    return key[: close + 2] + suffix
+
+
 def promise(promise_id: str) -> str:
     return f"{_base(partition_of(promise_id))}p:{promise_id}"
-
-
-def promise_prefix(partition: int) -> str:
-    """Prefix that the timeout sweep prepends to an id from ``timeouts`` to get its record key."""
-    return f"{_base(partition)}p:"
 
 
 def callbacks(promise_id: str) -> str:
     return f"{_base(partition_of(promise_id))}cb:{promise_id}"
 
 
-def callbacks_prefix(partition: int) -> str:
-    return f"{_base(partition)}cb:"
-
-
 def subscriptions(promise_id: str) -> str:
     return f"{_base(partition_of(promise_id))}sub:{promise_id}"
-
-
-def subscriptions_prefix(partition: int) -> str:
-    return f"{_base(partition)}sub:"
 
 
 def timeouts(partition: int) -> str:
@@ -137,9 +137,41 @@ def execution(root_id: str) -> str:
     return f"{_base(partition_of(root_id))}x:{root_id}"
 
 
+def leases(partition: int) -> str:
+    return f"{_base(partition)}leases"
+
+
 def inbox(partition: int, listener: str) -> str:
     return f"{_base(partition)}inbox:{listener}"
 
 
 def schedule(schedule_id: str) -> str:
     return f"{_base(partition_of(schedule_id))}sched:{schedule_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseKeys:
+    """The eight keys every promise script takes first (KEYS[1..8], see ``scripts/_lib.lua``)."""
+
+    record: str
+    callbacks: str
+    subscriptions: str
+    timeouts: str
+    index_all: str
+    index_pending: str
+    index_resolved: str
+    index_rejected: str
+
+    @classmethod
+    def of(cls, promise_id: str) -> PromiseKeys:
+        p = partition_of(promise_id)
+        return cls(
+            promise(promise_id), callbacks(promise_id), subscriptions(promise_id), timeouts(p),
+            index(p), index(p, "pending"), index(p, "resolved"), index(p, "rejected"),
+        )
+
+    def as_list(self) -> list[str]:
+        return [
+            self.record, self.callbacks, self.subscriptions, self.timeouts,
+            self.index_all, self.index_pending, self.index_resolved, self.index_rejected,
+        ]

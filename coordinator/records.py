@@ -36,12 +36,11 @@ from .errors import CorruptRecord
 
 __all__ = ["DurablePromise", "State", "Value", "decode_promise", "pack_map"]
 
-#: tags with a meaning (resonate:* from Resonate's wire convention; vow:* set by the worker SDK)
+#: the tags the store gives a meaning (Resonate's wire convention): a timer resolves on timeout,
+#: an invoke tag routes the promise's task to a logic group. (The SDK's own vow:* tags are in
+#: worker/tags.py.)
 TIMER_TAG = "resonate:timeout"
 INVOKE_TAG = "resonate:invoke"
-PARENT_TAG = "vow:parent"  # a child promise's parent id
-ROOT_TAG = "vow:root"      # a child promise's root workflow id
-FUNC_TAG = "vow:func"      # the function a promise runs (or ran, for a recorded step)
 
 
 class State(enum.StrEnum):

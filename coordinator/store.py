@@ -1,32 +1,34 @@
-"""``RedisStore``: durable promises in Redis. The only module of the promise store that talks to Redis.
+"""``RedisStore``: durable promises in Redis, and the entry to the task streams (``store.tasks``).
 
-Every state change is one call of one single-slot Lua script (``coordinator/scripts``), so a
-create is one round trip and a resolve is one round trip. Every script is idempotent under a
-resend: each request carries a random request id that the record remembers.
+Every state change is one call of one single-slot Lua script, through the typed wrappers of
+``coordinator/lua.py``, so a create is one round trip and a resolve is one round trip. Every
+script recognises its own resend (each call carries a fresh request id; see ``scripts/_lib.lua``).
 
 The clock: by default every script reads the server's ``TIME`` (one clock for every worker,
 whatever their own clocks say). A store built with ``clock=`` passes that time into every script
-instead (tests use it to move time by hand).
+instead (tests use it to move time by hand). :meth:`RedisStore.estimated_now` is the same clock
+read locally: this machine's time corrected by an offset measured against ``TIME`` once a minute.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import redis
+
 from . import keys
 from .connection import connect, redacted, resolve_url, translate_errors
-from .errors import AlreadyCompleted, AlreadyExists, CorruptRecord, NotFound, StoreError, ValidationError
-from .records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, Value, decode_promise, pack_map
-from .scripts import Scripts
+from .errors import AlreadyCompleted, AlreadyExists, NotFound, StoreError, ValidationError
+from .executions import TaskStore
+from .lua import Callback, Completion, Invoke, Scripts, request_id
+from .records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, Value, decode_promise
 from .search import SearchPage, search_promises
 from .states import Status
-from .tasks import TaskKind, TaskMessage, invoke_target, parse_invoke_data
+from .tasks import TaskKind, TaskMessage, invoke_data, invoke_target, parse_invoke_data
 from .validate import (
     MAX_DATA_BYTES,
     check_data,
@@ -37,50 +39,23 @@ from .validate import (
     check_timeout,
 )
 
-__all__ = ["Callback", "Invoke", "RedisStore", "SearchPage"]
+__all__ = ["Callback", "Completion", "Invoke", "RedisStore", "SearchPage"]
 
 #: promises timed out per sweep script call (bounds one script's run time)
 SWEEP_BATCH = 500
 #: seconds between re-checks of a promise while waiting on its subscription (< socket timeout)
 WAIT_RECHECK_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Invoke:
-    """A task message to queue on ``group``'s stream when the promise is created."""
-
-    group: str
-    message: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Callback:
-    """Resume ``root_id`` in ``group`` (by queueing ``message``) when the promise completes."""
-
-    root_id: str
-    group: str
-    message: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """Write the promise already completed: a recorded step result."""
-
-    state: State
-    value: Value
-    ikey: str | None
-
-
-def _flag(value: bool) -> str:
-    return "1" if value else "0"
-
-
-def request_id() -> str:
-    return os.urandom(12).hex()
+#: seconds between two measurements of this machine's clock against the server's TIME
+CLOCK_REFRESH_S = 60.0
 
 
 class RedisStore:
-    """Durable promises stored in Redis (standalone or cluster)."""
+    """Durable promises stored in Redis (standalone or cluster).
+
+    ``client`` injects a ready redis-py client (tests use fakeredis); such a store opens no other
+    connection. ``shebang=False`` sends the scripts without their ``#!lua`` line, for a client
+    whose Lua cannot parse it (fakeredis's); a real server always gets it.
+    """
 
     def __init__(
         self,
@@ -89,13 +64,19 @@ class RedisStore:
         client: Any = None,
         clock: Callable[[], int] | None = None,
         max_data_bytes: int = MAX_DATA_BYTES,
+        shebang: bool = True,
     ) -> None:
         self.url = resolve_url(url)
         self.clock = clock
         self.max_data_bytes = max_data_bytes
+        self.shebang = shebang
         self._client = client
+        self._injected = client is not None
         self._scripts: Scripts | None = None
         self._lock = threading.RLock()  # `scripts` takes it and then asks for `client`
+        self._offset_ms = 0
+        self._offset_measured = float("-inf")
+        self.tasks = TaskStore(self)
 
     # -- connection -------------------------------------------------------------------------
 
@@ -110,11 +91,16 @@ class RedisStore:
 
     @property
     def scripts(self) -> Scripts:
+        """The typed script wrappers (``coordinator/lua.py``) registered on this store's client."""
         if self._scripts is None:
             with self._lock:
                 if self._scripts is None:
-                    self._scripts = Scripts(self.client)
+                    self._scripts = Scripts(self.client, url=self.url, shebang=self.shebang, clock=self.clock)
         return self._scripts
+
+    @property
+    def is_cluster(self) -> bool:
+        return isinstance(self.client, redis.RedisCluster)
 
     @property
     def display_url(self) -> str:
@@ -124,6 +110,42 @@ class RedisStore:
         if self._client is not None:
             self._client.close()
 
+    def dedicated_connection(self, socket_timeout: float) -> Any:
+        """A client of its own for blocking reads (its socket timeout outlasts the block). A store
+        on an injected client has no URL to connect to: it answers with that client."""
+        if self._injected:
+            return self.client
+        return connect(self.url, socket_timeout=socket_timeout)
+
+    def connection_id(self, connection: Any) -> int | None:
+        """``CLIENT ID`` of a standalone dedicated connection (None on a cluster or an injected
+        client, which cannot be unblocked one connection at a time)."""
+        if self._injected or isinstance(connection, redis.RedisCluster):
+            return None
+        with translate_errors(self.url):
+            return int(connection.client_id())
+
+    def unblock(self, connection_id: int) -> None:
+        """End a blocked command on another connection at once (``CLIENT UNBLOCK``)."""
+        with translate_errors(self.url):
+            self.client.client_unblock(connection_id)
+
+    def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy`` (``None`` where CONFIG is not allowed)."""
+        try:
+            with translate_errors(self.url):
+                reply = self.client.config_get("maxmemory-policy")
+        except StoreError:
+            return None
+        if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+            reply = next(iter(reply.values()))  # a cluster answers per node
+        value = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    # -- the clock --------------------------------------------------------------------------
+
     def now(self) -> int:
         """Current time in epoch ms by the store's clock (the server's TIME unless injected)."""
         if self.clock is not None:
@@ -132,40 +154,18 @@ class RedisStore:
             seconds, micros = self.client.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
-    def _now_arg(self) -> str:
-        return "" if self.clock is None else str(int(self.clock()))
-
-    def _run(self, name: str, key_list: list[str], args: list[Any]) -> Any:
-        with translate_errors(self.url, key_list[0]):
-            return getattr(self.scripts, name)(keys=key_list, args=args)
-
-    @staticmethod
-    def promise_keys(promise_id: str) -> list[str]:
-        p = keys.partition_of(promise_id)
-        return [
-            keys.promise(promise_id),
-            keys.callbacks(promise_id),
-            keys.subscriptions(promise_id),
-            keys.timeouts(p),
-            keys.index(p),
-            keys.index(p, "pending"),
-            keys.index(p, "resolved"),
-            keys.index(p, "rejected"),
-        ]
-
-    def _reply(self, promise_id: str, reply: Any) -> tuple[Status, DurablePromise | None]:
-        key = keys.promise(promise_id)
-        if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[0], bytes):
-            raise StoreError(f"unexpected script reply for {key!r}")
-        try:
-            status = Status(reply[0].decode())
-        except ValueError:
-            return _special(reply[0].decode(errors="replace"), key), None
-        fields = reply[1]
-        if status is Status.NOT_FOUND or not fields:
-            return status, None
-        pairs = dict(zip(fields[::2], fields[1::2], strict=True))
-        return status, decode_promise(key, pairs)
+    def estimated_now(self) -> int:
+        """The store's clock without a round trip: this machine's time corrected by the offset to
+        the server's TIME (measured on first use and once every ``CLOCK_REFRESH_S``)."""
+        if self.clock is not None:
+            return self.clock()
+        if time.monotonic() - self._offset_measured > CLOCK_REFRESH_S:
+            before = time.time()
+            server = self.now()
+            after = time.time()
+            self._offset_ms = server - int((before + after) * 500)
+            self._offset_measured = time.monotonic()
+        return int(time.time() * 1000) + self._offset_ms
 
     # -- promises ---------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ class RedisStore:
         invoke: Invoke | None = None,
         callback: Callback | None = None,
         listener: str | None = None,
-        step: Step | None = None,
+        completion: Completion | None = None,
         adopt: bool = False,
         allow_past: bool = False,
     ) -> tuple[Status, DurablePromise]:
@@ -211,51 +211,31 @@ class RedisStore:
         check_id(promise_id)
         check_timeout(timeout)
         ikey = check_ikey(ikey)
-        header_map = check_map(headers, "headers")
+        param = Value(check_map(headers, "headers"), check_data(data, self.max_data_bytes))
         tag_map = check_map(tags, "tags")
-        payload = check_data(data, self.max_data_bytes)
-        if invoke is None and INVOKE_TAG in tag_map and step is None:
-            invoke = self.invoke_for(promise_id, tag_map[INVOKE_TAG], payload)
-        partition = keys.partition_of(promise_id)
-        key_list = self.promise_keys(promise_id) + [keys.groups(partition)]
-        args: list[Any] = [
-            self._now_arg(), request_id(), promise_id, str(timeout), ikey or "", _flag(strict),
-            pack_map(header_map), _flag(payload is not None), payload or b"", pack_map(tag_map),
-            _flag(tag_map.get(TIMER_TAG) == "true"),
-        ]
-        if step is not None:
-            value_data = check_data(step.value.data, self.max_data_bytes, "value data")
-            args += [
-                step.state.value, pack_map(check_map(step.value.headers, "value headers")),
-                _flag(value_data is not None), value_data or b"", check_ikey(step.ikey) or "",
-            ]
-        else:
-            args += ["", b"", "0", b"", ""]
+        if invoke is None and INVOKE_TAG in tag_map and completion is None:
+            invoke = self.invoke_for(promise_id, tag_map[INVOKE_TAG], param.data)
         if invoke is not None:
-            key_list.append(keys.task_stream(partition, check_group(invoke.group)))
-            args += [invoke.message, invoke.group]
-        else:
-            key_list.append(keys.task_stream(partition, "-"))
-            args += ["", ""]
+            check_group(invoke.group)
         if callback is not None:
-            stream = keys.task_stream(partition, check_group(callback.group))
-            args += [check_id(callback.root_id, "root id"), stream.encode() + b"\n" + callback.message]
-        else:
-            args += ["", ""]
-        if listener is not None:
-            args += [listener, keys.inbox(partition, listener)]
-        else:
-            args += ["", ""]
-        args += [_flag(adopt), _flag(allow_past)]
-        reply = self._run("create", key_list, args)
-        if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"fresh":
-            return Status.CREATED, _fresh(
-                promise_id, timeout, ikey, header_map, payload, tag_map, step, int(reply[1])
+            check_group(callback.group)
+            check_id(callback.root_id, "root id")
+        if completion is not None:
+            completion = Completion(
+                completion.state,
+                Value(check_map(completion.value.headers, "value headers"),
+                      check_data(completion.value.data, self.max_data_bytes, "value data")),
+                check_ikey(completion.ikey),
             )
-        status, promise = self._reply(promise_id, reply)
-        if promise is None:
-            raise StoreError(f"create of {promise_id!r} returned no record")
-        return status, promise
+        reply = self.scripts.create(
+            promise_id, timeout=timeout, ikey=ikey, strict=strict, param=param, tags=tag_map,
+            timer=tag_map.get(TIMER_TAG) == "true", completion=completion, invoke=invoke, callback=callback,
+            listener=listener, adopt=adopt, allow_past=allow_past,
+        )
+        if reply.promise is not None:
+            return reply.status, reply.promise
+        assert reply.created_on is not None
+        return Status.CREATED, _fresh(promise_id, timeout, ikey, param, tag_map, completion, reply.created_on)
 
     @staticmethod
     def invoke_for(promise_id: str, target: str, data: bytes | None) -> Invoke:
@@ -264,15 +244,56 @@ class RedisStore:
         func, _, _ = parse_invoke_data(data)
         return Invoke(group, TaskMessage(TaskKind.INVOKE, promise_id, group, func).encode())
 
+    def invoke(
+        self,
+        promise_id: str,
+        func: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        group: str,
+        timeout: int,
+        ikey: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> DurablePromise:
+        """Create ``promise_id`` as a call of ``func`` in ``group`` (the seed's wire convention:
+        JSON data ``{"func", "args", "kwargs"}`` and the tag ``resonate:invoke=poll://<group>``);
+        the invoke task is queued in the same step. ``timeout`` is absolute epoch ms. An existing
+        id answers as :meth:`create` does (``AlreadyExists`` unless the ikeys match)."""
+        if not func:
+            raise ValidationError("function name must not be empty")
+        check_group(group)
+        message = TaskMessage(TaskKind.INVOKE, promise_id, group, func).encode()
+        all_tags = {**(tags or {}), INVOKE_TAG: f"poll://{group}"}
+        status, promise = self.create_ex(
+            promise_id, timeout, ikey=ikey, data=invoke_data(func, args, kwargs), tags=all_tags,
+            invoke=Invoke(group, message),
+        )
+        if status is Status.ALREADY_EXISTS:
+            raise AlreadyExists(promise_id, promise.state.value)
+        return promise
+
     def get(self, promise_id: str) -> DurablePromise:
         """The promise (its timeout applied if due), or ``NotFound``."""
         check_id(promise_id)
-        _, promise = self._reply(
-            promise_id, self._run("get", self.promise_keys(promise_id), [self._now_arg(), promise_id])
-        )
+        _, promise = self.scripts.get(promise_id)
         if promise is None:
             raise NotFound(promise_id)
         return promise
+
+    def read_records(self, promise_ids: Iterable[str]) -> dict[str, DurablePromise | None]:
+        """The records of several promises in one pipelined round trip, as stored (a due timeout
+        is not applied: use :meth:`get` for that); None for an id that does not exist."""
+        ids = [check_id(p) for p in promise_ids]
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for promise_id in ids:
+                pipe.hgetall(keys.promise(promise_id))
+            replies = pipe.execute()
+        return {
+            promise_id: decode_promise(keys.promise(promise_id), fields) if fields else None
+            for promise_id, fields in zip(ids, replies, strict=True)
+        }
 
     def resolve(
         self,
@@ -333,29 +354,23 @@ class RedisStore:
         check_id(promise_id)
         if state not in (State.RESOLVED, State.REJECTED, State.REJECTED_CANCELED):
             raise ValidationError(f"cannot complete a promise as {state}")
-        ikey = check_ikey(ikey)
-        payload = check_data(data, self.max_data_bytes)
-        args = [
-            self._now_arg(), request_id(), promise_id, state.value, ikey or "", _flag(strict),
-            pack_map(check_map(headers, "headers")), _flag(payload is not None), payload or b"",
-        ]
-        return self._reply(promise_id, self._run("complete", self.promise_keys(promise_id), args))
+        value = Value(check_map(headers, "headers"), check_data(data, self.max_data_bytes))
+        return self.scripts.complete(promise_id, state=state, ikey=check_ikey(ikey), strict=strict, value=value)
 
     def register_callback(self, promise_id: str, callback: Callback) -> DurablePromise:
         """Register a callback unless the promise is completed; returns the promise as it is."""
-        stream = keys.task_stream(keys.partition_of(promise_id), check_group(callback.group))
-        value = stream.encode() + b"\n" + callback.message
-        return self._register(promise_id, "cb", check_id(callback.root_id, "root id"), value)
+        check_id(promise_id)
+        check_group(callback.group)
+        check_id(callback.root_id, "root id")
+        _, promise = self.scripts.register_callback(promise_id, callback)
+        if promise is None:
+            raise NotFound(promise_id)
+        return promise
 
     def subscribe(self, promise_id: str, listener: str) -> DurablePromise:
         """Notify ``listener``'s inbox when the promise completes (at once if it already is)."""
-        inbox = keys.inbox(keys.partition_of(promise_id), listener)
-        return self._register(promise_id, "sub", listener, inbox.encode())
-
-    def _register(self, promise_id: str, kind: str, field: str, value: bytes) -> DurablePromise:
         check_id(promise_id)
-        args = [self._now_arg(), promise_id, kind, field, value]
-        _, promise = self._reply(promise_id, self._run("register", self.promise_keys(promise_id), args))
+        _, promise = self.scripts.subscribe(promise_id, listener)
         if promise is None:
             raise NotFound(promise_id)
         return promise
@@ -408,27 +423,15 @@ class RedisStore:
         """
         total = 0
         for partition in range(keys.PARTITIONS):
-            key_list = [
-                keys.timeouts(partition),
-                keys.index(partition, "pending"),
-                keys.index(partition, "resolved"),
-                keys.index(partition, "rejected"),
-                keys.sweep_lock(partition),
-            ]
-            lock = str(lock_ms)
+            lock = lock_ms
             while True:
                 batch = SWEEP_BATCH if limit is None else min(SWEEP_BATCH, limit - total)
                 if batch <= 0:
                     return total
-                args = [
-                    self._now_arg(), str(batch), lock,
-                    keys.promise_prefix(partition), keys.callbacks_prefix(partition),
-                    keys.subscriptions_prefix(partition),
-                ]
-                count, more, _skipped = self._run("sweep", key_list, args)
-                total += int(count)
-                lock = "0"  # holding the lock for this pass: drain the partition
-                if more != b"1":
+                count, more = self.scripts.sweep(partition, limit=batch, lock_ms=lock)
+                total += count
+                lock = 0  # holding the lock for this pass: drain the partition
+                if not more:
                     break
         return total
 
@@ -437,28 +440,21 @@ def _fresh(
     promise_id: str,
     timeout: int,
     ikey: str | None,
-    headers: dict[str, str],
-    data: bytes | None,
+    param: Value,
     tags: dict[str, str],
-    step: Step | None,
+    completion: Completion | None,
     created_on: int,
 ) -> DurablePromise:
     """The record ``create.lua`` has just written exactly as requested (it replies only the time)."""
     return DurablePromise(
         id=promise_id,
-        state=step.state if step else State.PENDING,
-        param=Value(headers, data),
-        value=Value(dict(step.value.headers), step.value.data) if step else Value(),
+        state=completion.state if completion else State.PENDING,
+        param=param,
+        value=completion.value if completion else Value(),
         timeout=timeout,
         idempotency_key_for_create=ikey,
-        idempotency_key_for_complete=step.ikey if step else None,
+        idempotency_key_for_complete=completion.ikey if completion else None,
         tags=MappingProxyType(dict(tags)),
         created_on=created_on,
-        completed_on=created_on if step else None,
+        completed_on=created_on if completion else None,
     )
-
-
-def _special(status: str, key: str) -> Status:
-    if status == "past":
-        raise ValidationError("timeout is not in the future") from None
-    raise CorruptRecord(key, f"script answered unknown status {status!r}")

@@ -24,15 +24,25 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from .errors import ValidationError, VowError
+from .errors import EncodingError, ValidationError, VowError
 from .validate import check_group
 
-__all__ = ["MalformedTask", "TaskKind", "TaskMessage", "decode_task", "invoke_target", "parse_invoke_data"]
+__all__ = [
+    "MalformedTask",
+    "TaskKind",
+    "TaskMessage",
+    "decode_task",
+    "invoke_data",
+    "invoke_function",
+    "invoke_target",
+    "parse_invoke_data",
+]
 
 VERSION = 1
 #: bytes a task message may take (well above any real one)
@@ -129,3 +139,22 @@ def parse_invoke_data(data: bytes | None) -> tuple[str, list[Any], dict[str, Any
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValidationError("invoke data: 'args' must be a list and 'kwargs' an object")
     return body["func"], args, kwargs
+
+
+def invoke_data(func: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) -> str:
+    """The invoke data of a call of ``func``: ``{"func", "args", "kwargs"}`` as compact JSON, or
+    :class:`EncodingError` for arguments JSON cannot carry."""
+    try:
+        return json.dumps(
+            {"func": func, "args": list(args), "kwargs": dict(kwargs or {})}, allow_nan=False, separators=(",", ":")
+        )
+    except (TypeError, ValueError) as e:
+        raise EncodingError(f"arguments of {func!r} cannot be encoded as JSON: {e}") from e
+
+
+def invoke_function(data: bytes | None) -> str | None:
+    """The function named by invoke data, or None when the data is not invoke data."""
+    try:
+        return parse_invoke_data(data)[0]
+    except ValidationError:
+        return None

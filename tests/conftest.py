@@ -96,7 +96,7 @@ def make_store(backend: str, request: pytest.FixtureRequest, clock: Clock | None
         return RedisStore(url, clock=clock)
     import fakeredis
 
-    return RedisStore(client=fakeredis.FakeRedis(), clock=clock)
+    return RedisStore(client=fakeredis.FakeRedis(), shebang=False, clock=clock)
 
 
 @pytest.fixture(params=["redis", "fakeredis"])

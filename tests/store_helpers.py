@@ -147,3 +147,11 @@ class Recorder:
     def check(self, ok: bool, message: str) -> None:
         if not ok:
             self.problems.append(message)
+
+
+def invoke(
+    store: RedisStore, promise_id: str, func: str, args: Any = (), kwargs: Any = None, *, group: str = "default",
+    timeout_ms: int,
+) -> DurablePromise:
+    """``store.invoke`` with a timeout relative to now (what ``vow invoke --timeout`` does)."""
+    return store.invoke(promise_id, func, args, kwargs, group=group, timeout=store.now() + timeout_ms)

@@ -13,9 +13,12 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 from vow.cli import ExitCode, cli
+from vow.cli.calls import DEFAULT_GROUP
 from vow.cli.output import WIDTH
-from vow.coordinator import RedisStore, State, admin, calls, keys
+from vow.coordinator import RedisStore, State, keys
+from vow.coordinator import streams as task_streams
 
+from tests.store_helpers import invoke
 from vow.server import ServerProcess, free_port
 
 HOUR_MS = 3_600_000
@@ -258,7 +261,7 @@ def test_invoke_creates_the_call_and_queues_the_task(redis_url: str, real_store:
     assert record["param"]["data"] == {"func": "send_email", "args": ["bob@example.com", 3],
                                        "kwargs": {"urgent": True}}
     assert record["tags"] == {"resonate:invoke": "poll://email-service"}
-    [stats] = admin.group_stats(real_store)
+    [stats] = task_streams.group_stats(real_store)
     assert (stats.group, stats.length) == ("email-service", 1)
     default = vow("invoke", "job-43", "--func", "f", url=redis_url)
     assert default.exit_code == 0 and "'default'" in default.stdout
@@ -266,7 +269,7 @@ def test_invoke_creates_the_call_and_queues_the_task(redis_url: str, real_store:
 
 def resolve_when_queued(url: str, promise_id: str, state: State, data: str) -> threading.Thread:
     """Complete the promise as soon as its invoke task reaches the stream (a blocking read)."""
-    stream = keys.task_stream(keys.partition_of(promise_id), calls.DEFAULT_GROUP)
+    stream = keys.task_stream(keys.partition_of(promise_id), DEFAULT_GROUP)
 
     def run() -> None:
         client = redis.Redis.from_url(url)
@@ -310,8 +313,8 @@ def test_invoke_wait_timeout_exits_6(redis_url: str) -> None:
 
 def test_tree_prints_the_call_graph(redis_url: str, real_store: RedisStore) -> None:
     timeout = real_store.now() + HOUR_MS
-    calls.invoke(real_store, "wf", "workflow", timeout_ms=HOUR_MS)
-    calls.invoke(real_store, "wf.1", "send_email", group="email-service", timeout_ms=HOUR_MS)
+    invoke(real_store, "wf", "workflow", timeout_ms=HOUR_MS)
+    invoke(real_store, "wf.1", "send_email", group="email-service", timeout_ms=HOUR_MS)
     real_store.create("wf.2", timeout)
     real_store.create("email-confirmed", timeout, tags={"vow:parent": "wf", "vow:root": "wf"})
     real_store.resolve("wf.1")

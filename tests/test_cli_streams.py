@@ -10,9 +10,12 @@ from click.testing import CliRunner, Result
 from vow.cli import ExitCode, cli
 from vow.cli.output import WIDTH
 from vow.cli.streams import _rates
-from vow.coordinator import RedisStore, admin, calls, keys
+from vow.coordinator import RedisStore, keys
+from vow.coordinator import streams as task_streams
 from vow.coordinator.connection import connect
 from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task
+
+from tests.store_helpers import invoke
 
 HOUR_MS = 3_600_000
 
@@ -37,21 +40,21 @@ def hold_one_task(client: Any, partition: int, group: str, consumer: str, raw: b
     client.sadd(keys.groups(partition), group)
     client.xgroup_create(stream, group, id="0")
     [[_, [(entry_id, _)]]] = client.xreadgroup(group, consumer, {stream: ">"}, count=1)
-    return admin.entry_ref(partition, entry_id.decode())
+    return task_streams.entry_ref(partition, entry_id.decode())
 
 
 def add_dead(client: Any, partition: int, group: str, raw: bytes, reason: str) -> str:
     entry = client.xadd(keys.dead_letters(partition, group),
                         {"m": raw, "reason": reason, "from": "1-0", "consumer": "w1", "deliveries": "5"})
     client.sadd(keys.groups(partition), group)
-    return admin.entry_ref(partition, entry.decode())
+    return task_streams.entry_ref(partition, entry.decode())
 
 
 def exercise_streams(url: str, client: Any) -> None:
     """Every streams command against ``url``; shared by the standalone and the cluster test."""
     store = RedisStore(url)
     try:
-        calls.invoke(store, "job-1", "send_email", ["a@example.com"], group="email-service", timeout_ms=HOUR_MS)
+        invoke(store, "job-1", "send_email", ["a@example.com"], group="email-service", timeout_ms=HOUR_MS)
     finally:
         store.close()
     held = hold_one_task(client, 6, "email-service", "worker-1", message("job-2", "email-service"))
@@ -79,7 +82,7 @@ def exercise_streams(url: str, client: Any) -> None:
 
     moved = as_json(vow("streams", "requeue", "email-service", dead, "--json", url=url))
     assert moved[0]["entry"] == dead and moved[0]["requeued_as"].startswith("12-")
-    _, entry_id = admin.parse_entry_ref(moved[0]["requeued_as"])
+    _, entry_id = task_streams.parse_entry_ref(moved[0]["requeued_as"])
     [(_, fields)] = client.xrange(keys.task_stream(12, "email-service"), entry_id, entry_id)
     assert decode_task(fields[b"m"]).deliveries == 0
     assert as_json(vow("streams", "dead", "--json", url=url)) == []
@@ -128,8 +131,8 @@ def test_ls_of_named_groups_includes_a_group_not_in_the_sets(redis_url: str, raw
 
 
 def test_rates_are_entries_read_deltas_per_second() -> None:
-    def stats(read: int) -> admin.GroupStats:
-        return admin.GroupStats("g", 0, 0, 0, read, 0, (), 1)
+    def stats(read: int) -> task_streams.GroupStats:
+        return task_streams.GroupStats("g", 0, 0, 0, read, 0, (), 1)
 
     previous: dict[str, int] = {}
     assert _rates([stats(10)], previous, None) == {"g": None}

@@ -32,7 +32,6 @@ import pytest
 from click.testing import CliRunner
 from vow.coordinator import RedisStore
 from vow.worker import Scheduler
-from vow.worker.scheduler import no_autostart
 
 from tests.harness import ROOT
 from vow.server import ServerProcess, free_port
@@ -180,7 +179,7 @@ def test_every_command_names_real_code(compose: dict[str, Any], in_root: None) -
                 assert command.name == "start"
                 assert load_scheduler(argv[3]).group == name  # the service is named after its logic group
         elif argv[:2] == ["python", "-m"]:
-            with no_autostart():
+            with Scheduler.deferred_serving():
                 module = importlib.import_module(argv[2])
             assert callable(module.main) and module.app.__class__.__name__ == "Flask"
         elif argv[:2] == ["python", "-c"]:
@@ -282,7 +281,7 @@ def test_troubleshooting_resolve_retried_with_an_idempotency_key(redis_url: str)
 
 
 def test_troubleshooting_no_worker_serves_the_group(redis_url: str) -> None:
-    with no_autostart():
+    with Scheduler.deferred_serving():
         app = importlib.import_module("examples.email_verification.workflow_service")
     store = RedisStore(redis_url)
     try:

@@ -61,9 +61,15 @@ def test_every_key_of_a_promise_shares_its_partition_slot(promise_id: str) -> No
     for key in promise_keys:
         assert key.startswith(f"{keys.PREFIX}:{keys.tag(p)}:"), key
         assert slot(key) == want == key_slot(key.encode()), key
-    assert keys.promise_prefix(p) + promise_id == keys.promise(promise_id)
-    assert keys.callbacks_prefix(p) + promise_id == keys.callbacks(promise_id)
-    assert keys.subscriptions_prefix(p) + promise_id == keys.subscriptions(promise_id)
+    # the rule the scripts use to name keys they are not passed (derive() in _lib.lua)
+    base = keys.timeouts(p)
+    assert keys.derive(base, "p:" + promise_id) == keys.promise(promise_id)
+    assert keys.derive(base, "cb:" + promise_id) == keys.callbacks(promise_id)
+    assert keys.derive(base, "sub:" + promise_id) == keys.subscriptions(promise_id)
+    assert keys.derive(keys.promise(promise_id), "q:group") == keys.task_stream(p, "group")
+    assert keys.derive(keys.promise(promise_id), "inbox:listener") == keys.inbox(p, "listener")
+    assert keys.derive(keys.leases(p), "x:" + promise_id) == keys.execution(promise_id)
+    assert keys.derive(keys.leases(p), "dead:group") == keys.dead_letters(p, "group")
 
 
 def test_root_keys_live_in_the_root_partition() -> None:

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vow.coordinator import RedisStore, State, admin
+from vow.coordinator import RedisStore, State
+from vow.coordinator import streams as task_streams
 from vow.coordinator.errors import NotFound
 
 from tests.harness import ROOT, wait_until
@@ -146,7 +147,7 @@ class Story:
                 return False
         except NotFound:
             return False
-        return all(s.pending == 0 and not s.lag for s in admin.group_stats(self.store, ["workflow-service"]))
+        return all(s.pending == 0 and not s.lag for s in task_streams.group_stats(self.store, ["workflow-service"]))
 
     def assert_finished_once(self) -> None:
         promise = self.store.wait(WORKFLOW_ID, timeout=20)
@@ -157,7 +158,7 @@ class Story:
         assert self.email.count(f"Email sent to {EMAIL}") == 1
         assert self.store.get(CONFIRM_ID).value.data == b"true"
         assert self.store.get(f"send-confirmation-email-{EMAIL}").state is State.RESOLVED
-        stats = admin.group_stats(self.store, ["workflow-service", "email-service"])
+        stats = task_streams.group_stats(self.store, ["workflow-service", "email-service"])
         assert all(s.pending == 0 and s.dead == 0 for s in stats)
 
 

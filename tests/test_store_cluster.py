@@ -120,7 +120,7 @@ def test_scripts_are_reloaded_on_every_master(cluster_store: RedisStore, clock: 
     for node in cluster_store.client.get_primaries():  # as after restarts of every master
         cluster_store.client.execute_command("SCRIPT FLUSH", target_nodes=node)
         assert cluster_store.client.execute_command(
-            "SCRIPT EXISTS", cluster_store.scripts.complete.sha, target_nodes=node) in ([0], [False])
+            "SCRIPT EXISTS", cluster_store.scripts.sha("complete"), target_nodes=node) in ([0], [False])
     for promise_id in IDS[:16]:
         assert cluster_store.resolve(promise_id).state is State.RESOLVED
     assert cluster_store.sweep() == 0

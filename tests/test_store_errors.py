@@ -21,7 +21,7 @@ from vow.coordinator import (
     ValidationError,
     keys,
 )
-from vow.coordinator import store as store_module
+from vow.coordinator import lua as lua_module
 from vow.coordinator.records import INVOKE_TAG
 
 from vow.server import free_port
@@ -85,7 +85,7 @@ def test_bad_create_is_refused_and_writes_nothing(store: RedisStore, clock: Cloc
 
 
 def test_data_limit_is_per_store(store: RedisStore, clock: Clock) -> None:
-    small = RedisStore(client=store.client, clock=clock, max_data_bytes=4)
+    small = RedisStore(client=store.client, clock=clock, max_data_bytes=4, shebang=store.shebang)
     small.create("ok", clock.now + 1000, data=b"1234")
     with pytest.raises(ValidationError):
         small.create("big", clock.now + 1000, data="12345")
@@ -291,7 +291,7 @@ def test_wrong_password(redis_url: str, acl_user: str) -> None:
 @pytest.fixture
 def same_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every request carries the same id: what a resend of one request looks like to the server."""
-    monkeypatch.setattr(store_module, "request_id", lambda: "resent-request")
+    monkeypatch.setattr(lua_module, "request_id", lambda: "resent-request")
 
 
 def test_resent_create_is_not_already_exists(store: RedisStore, clock: Clock, same_request_id: None) -> None:

@@ -139,7 +139,7 @@ def test_store_agrees_with_model(backend: str, request: pytest.FixtureRequest) -
         import fakeredis
 
         def make(clock: Clock) -> RedisStore:
-            return RedisStore(client=fakeredis.FakeRedis(), clock=clock)
+            return RedisStore(client=fakeredis.FakeRedis(), shebang=False, clock=clock)
 
     machine = type(f"StoreVersusModel_{backend}", (StoreVersusModel,), {"make_store": staticmethod(make)})
     run_state_machine_as_test(machine, settings=settings.get_profile("store-model"))

@@ -39,7 +39,7 @@ def sdk_store(request: pytest.FixtureRequest) -> Iterator[RedisStore]:
     else:
         import fakeredis
 
-        store = RedisStore(client=fakeredis.FakeRedis())
+        store = RedisStore(client=fakeredis.FakeRedis(), shebang=False)
     yield store
     store.close()
 

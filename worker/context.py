@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .registry import function_name
 from .retry import RetryPolicy
 
 __all__ = [
@@ -117,10 +118,6 @@ class Promise:
     id: str
 
 
-def _name_of(func: Any) -> str:
-    return getattr(func, "__name__", repr(func))
-
-
 class Context:
     """Passed as the first argument to every registered function."""
 
@@ -171,7 +168,7 @@ class Context:
         if isinstance(func, str):
             return RemoteCall(func, args, kwargs)
         if callable(func):
-            return RemoteCall(_name_of(func), args, kwargs)
+            return RemoteCall(function_name(func), args, kwargs)
         raise TypeError(f"rfc needs a function name or a CreateDurablePromiseReq, not {type(func).__name__}")
 
     def rfi(self, func: str | CreateDurablePromiseReq, *args: Any, **kwargs: Any) -> RemoteCall:

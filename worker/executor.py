@@ -15,27 +15,19 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vow.coordinator import keys
-from vow.coordinator.errors import ValidationError, VowError
-from vow.coordinator.records import (
-    FUNC_TAG,
-    INVOKE_TAG,
-    PARENT_TAG,
-    ROOT_TAG,
-    TIMER_TAG,
-    DurablePromise,
-    State,
-    decode_promise,
-)
-from vow.coordinator.store import Callback, RedisStore, Step
-from vow.coordinator.tasks import TaskKind, TaskMessage, parse_invoke_data
+from vow.coordinator.errors import ValidationError
+from vow.coordinator.lua import Callback, Completion
+from vow.coordinator.records import INVOKE_TAG, TIMER_TAG, DurablePromise, State
+from vow.coordinator.store import RedisStore
+from vow.coordinator.tasks import TaskKind, TaskMessage, invoke_data, invoke_function, parse_invoke_data
 
 from .codec import encode_error, encode_value, outcome_of
 from .context import Context, LocalCall, Promise, RemoteCall
 from .driver import Await, Done, Driver, Failed, Local, Remote, Timer, Wait
 from .errors import EncodingError, ReplayDivergence, UnknownFunction
-from .registry import Registry
+from .registry import Registry, function_name
 from .retry import Exponential, RetryPolicy
+from .tags import FUNC_TAG, PARENT_TAG, ROOT_TAG
 
 __all__ = ["Abandoned", "Completed", "Errored", "Execution", "Missing", "Suspended"]
 
@@ -71,11 +63,8 @@ class Abandoned(Exception):
 
 
 _SUSPEND = Suspended()
+#: ``(True, value)`` or ``(False, exception)``: what a step or a call came to
 Outcome = tuple[bool, Any]
-
-
-def name_of(func: Any) -> str:
-    return getattr(func, "__name__", repr(func))
 
 
 class Execution:
@@ -91,7 +80,6 @@ class Execution:
         root: DurablePromise,
         fresh: bool,
         stop: threading.Event,
-        clock_ms: Callable[[], int],
     ) -> None:
         self.store = store
         self.registry = registry
@@ -100,7 +88,7 @@ class Execution:
         self.root = root
         self.fresh = fresh
         self.stop = stop
-        self.clock_ms = clock_ms
+        self.clock_ms = store.estimated_now
         self.cache: dict[str, DurablePromise | None] = {}
         self.function = ""
 
@@ -197,7 +185,7 @@ class Execution:
         return self.clock_ms() + max(1, int(seconds * 1000))
 
     def _local(self, node_id: str, child_id: str, call: LocalCall) -> Outcome | Suspended:
-        name = name_of(call.func)
+        name = function_name(call.func)
         record = self._recorded(node_id, child_id)
         if record is not None:
             self._check_same(child_id, record, name)
@@ -232,7 +220,7 @@ class Execution:
         _, record = self.store.create_ex(
             child_id, self.root.timeout, ikey=child_id,
             tags={PARENT_TAG: node_id, ROOT_TAG: self.root.id, FUNC_TAG: name},
-            step=Step(state, encoded, child_id),
+            completion=Completion(state, encoded, child_id),
         )
         self.cache[child_id] = record
         return record
@@ -243,13 +231,13 @@ class Execution:
         if request is not None:
             data = _json_data(request.data)
             tags.update(request.tags or {})
-            name = _invoke_name(data) if INVOKE_TAG in tags else None
+            name = invoke_function(data.encode() if isinstance(data, str) else data) if INVOKE_TAG in tags else None
             timeout = self._timeout(request.timeout)
             ikey, strict, headers = request.ikey or child_id, request.strict, request.headers
         else:
             group = call.options.target or self.group
-            name = call.func
-            data = _json_data({"func": name, "args": list(call.args), "kwargs": dict(call.kwargs)})
+            name = call.func or ""
+            data = invoke_data(name, call.args, call.kwargs)
             tags[INVOKE_TAG] = f"poll://{group}"
             tags.update(call.options.tags or {})
             timeout, ikey, strict, headers = self._timeout(call.options.timeout), child_id, False, None
@@ -301,11 +289,7 @@ class Execution:
         if child_id.startswith(prefix) and child_id[len(prefix):].isdigit():
             n = int(child_id[len(prefix):])
             ids += [f"{prefix}{i}" for i in range(n + 1, n + REPLAY_WINDOW)]
-        pipe = self.store.client.pipeline(transaction=False)
-        for promise_id in ids:
-            pipe.hgetall(keys.promise(promise_id))
-        for promise_id, fields in zip(ids, pipe.execute(), strict=True):
-            self.cache[promise_id] = decode_promise(keys.promise(promise_id), fields) if fields else None
+        self.cache.update(self.store.read_records(ids))
         return self.cache[child_id]
 
     def _check_same(self, child_id: str, record: DurablePromise, name: str) -> None:
@@ -319,16 +303,10 @@ class Execution:
 
 
 def _json_data(data: Any) -> str | bytes | None:
+    """A request's data as stored: text and bytes as they are, anything else as JSON."""
     if data is None or isinstance(data, str | bytes):
         return data
     try:
         return json.dumps(data, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise EncodingError(f"cannot encode call data as JSON: {e}") from e
-
-
-def _invoke_name(data: str | bytes | None) -> str | None:
-    try:
-        return parse_invoke_data(data.encode() if isinstance(data, str) else data)[0]
-    except (ValidationError, VowError):
-        return None

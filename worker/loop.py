@@ -8,7 +8,9 @@ Threads of one worker:
 - a maintenance thread: heartbeats (lease + entry idle time) every ``heartbeat_ms``, takes over
   entries idle past ``lease_ms`` (``XAUTOCLAIM``) every ``reclaim_ms``, and runs the store's
   timeout sweep every ``sweep_ms`` (a per-partition lock keeps concurrent workers from repeating
-  it; a double run is harmless anyway).
+  it; a double run is harmless anyway), and every ``reclaim_ms`` the orphan sweep: executions
+  whose lease lapsed ``orphan_ms`` ago with nobody claiming them again are re-queued (their task
+  entry was lost), so no pending promise is stranded.
 
 Delivery: at least once. A task delivered more than ``max_deliveries`` times goes to the group's
 dead-letter stream with the reason instead of running again.
@@ -19,23 +21,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import queue
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vow.coordinator import keys
 from vow.coordinator.errors import StoreConnectionError, VowError
-from vow.coordinator.queue import READ_BLOCK_S, Delivery, TaskQueue
+from vow.coordinator.executions import Delivery
+from vow.coordinator.lua import Answer, ClaimStatus
 from vow.coordinator.records import State
 from vow.coordinator.store import RedisStore
 
 from .codec import encode_error, encode_value
+from .consumer import READ_BLOCK_S, Consumer
 from .errors import EncodingError
 from .executor import Abandoned, Completed, Errored, Execution, Missing, Suspended
 from .registry import Registry
@@ -43,9 +44,6 @@ from .registry import Registry
 __all__ = ["Worker", "WorkerSettings"]
 
 log = logging.getLogger("vow.worker")
-
-#: seconds between two measurements of this machine's clock against the server's TIME
-CLOCK_REFRESH_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +65,20 @@ class WorkerSettings:
     read_batch: int = 64
     #: seconds in-flight tasks get to finish on shutdown before they are released
     shutdown_grace_s: float = 10.0
+    #: an execution whose lease lapsed this long ago and that nobody claimed again is re-queued
+    orphan_ms: int = 30_000
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_deliveries < 1:
             raise ValueError("concurrency and max_deliveries must be at least 1")
         if not 0 < self.heartbeat_ms < self.lease_ms:
             raise ValueError("heartbeat_ms must be positive and below lease_ms")
+        if self.orphan_ms < self.lease_ms:
+            raise ValueError("orphan_ms must be at least lease_ms")
+
+    def replace(self, **changes: Any) -> WorkerSettings:
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -82,10 +88,6 @@ class _Held:
     counter: int | None = None
     state: str = "queued"  # queued -> running -> finished, or queued -> released
     finished: threading.Event = field(default_factory=threading.Event)
-
-
-def consumer_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Worker:
@@ -105,8 +107,9 @@ class Worker:
         self.registry = registry
         self.dependencies = dependencies
         self.settings = settings or WorkerSettings()
-        self.consumer = consumer or consumer_name()
-        self.queue = TaskQueue(store, group, self.consumer, lease_ms=self.settings.lease_ms)
+        self.reader = Consumer(store, group, consumer)
+        self.consumer = self.reader.name
+        self.tasks = store.tasks
         self.stopping = threading.Event()  # no new reads; retry waits give up
         self._done = threading.Event()      # maintenance ends
         self._held: dict[tuple[int, str], _Held] = {}
@@ -115,8 +118,7 @@ class Worker:
         # a task it already released.
         self._tasks: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._clock_offset_ms = 0
-        self._clock_measured = 0.0
+        self._autoclaim_cursors = ["0-0"] * keys.PARTITIONS
         self.started = False
         self.tasks_done = 0
 
@@ -128,7 +130,7 @@ class Worker:
         self.started = True
         self._connect_with_backoff()
         readers: list[list[int] | None] = (
-            [[p] for p in range(keys.PARTITIONS)] if self.queue.is_cluster else [None]
+            [[p] for p in range(keys.PARTITIONS)] if self.store.is_cluster else [None]
         )
         for i in range(self.settings.concurrency):
             self._spawn(f"vow-task-{i}", self._task_loop)
@@ -147,8 +149,8 @@ class Worker:
         delay = 0.1
         while True:
             try:
-                self.queue.ensure_groups()
-                self._measure_clock()
+                self.tasks.ensure_group(self.group)
+                self.store.estimated_now()  # measures the clock offset to the server once
                 self._check_eviction()
                 return
             except StoreConnectionError as e:
@@ -158,7 +160,7 @@ class Worker:
                 delay = min(delay * 2, 2.0)
 
     def _check_eviction(self) -> None:
-        policy = self.queue.eviction_policy()
+        policy = self.store.eviction_policy()
         if policy is None:
             log.warning("cannot read maxmemory-policy (CONFIG refused); Vow needs noeviction")
         elif policy != "noeviction":
@@ -170,7 +172,7 @@ class Worker:
             return
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         self.stopping.set()
-        self.queue.close()  # unblocks a reader blocked in XREADGROUP (it reads nothing more)
+        self.reader.close()  # unblocks a reader blocked in XREADGROUP (it reads nothing more)
         with self._lock:
             self._lock.notify_all()
             held = list(self._held.values())
@@ -191,7 +193,7 @@ class Worker:
             self._tasks.put(None)
         # A reader that had not blocked yet when we closed it blocks at most one read more; an
         # entry it took meanwhile (even the ones we just requeued) is an orphan given back below.
-        self.queue.close()
+        self.reader.close()
         for thread in self._threads:
             if thread.name == "vow-maintenance" or thread.name.startswith("vow-reader"):
                 thread.join(timeout=READ_BLOCK_S + 3)
@@ -202,7 +204,7 @@ class Worker:
         """Requeue entries still pending to this consumer that no thread runs (a read whose reply
         was cut by the shutdown, say), so other workers get them now rather than after the lease."""
         try:
-            orphans = self.queue.own_pending()
+            orphans = self.tasks.own_pending(self.group, self.consumer)
         except VowError as e:
             log.warning("could not list this worker's pending entries: %s", e)
             return 0
@@ -222,11 +224,11 @@ class Worker:
         """Release the lease (if claimed) and put the entry back for another worker."""
         try:
             if held.promise_id is not None and held.counter is not None:
-                self.queue.release(held.promise_id, held.counter)
+                self.tasks.release(held.promise_id, held.counter)
             message = held.delivery.message
             if message is not None:
                 n = held.delivery.deliveries if counted else max(0, held.delivery.deliveries - 1)
-                self.queue.requeue(held.delivery, dataclasses.replace(message, deliveries=n).encode())
+                self._requeue(held.delivery, dataclasses.replace(message, deliveries=n).encode())
         except VowError as e:
             log.warning("could not give back %s: %s (it will be reclaimed after the lease)", held.delivery.entry_id, e)
         finally:
@@ -247,7 +249,7 @@ class Worker:
             if self.stopping.is_set():
                 return
             try:
-                deliveries = self.queue.read(min(free, self.settings.read_batch), partitions=partitions)
+                deliveries = self.reader.read(min(free, self.settings.read_batch), partitions=partitions)
                 delay = 0.1
             except (VowError, OSError, ValueError) as e:  # ValueError: socket closed under a read by stop()
                 if self.stopping.is_set():
@@ -340,20 +342,24 @@ class Worker:
         limit = self.settings.max_deliveries
         reason = self._refusal(delivery)
         if reason is not None:
-            self.queue.dead_letter(delivery, reason)
+            self._dead_letter(delivery, reason)
             return f"dead-lettered: {reason}"
         message = delivery.message
         assert message is not None
-        claim = self.queue.claim(message.id)
-        if claim.status == "gone":
-            self.queue.dead_letter(delivery, f"promise {message.id!r} does not exist")
+        claim = self.tasks.claim(
+            message.id, group=self.group, consumer=self.consumer, func=message.func, lease_ms=self.settings.lease_ms
+        )
+        if claim.status is ClaimStatus.GONE:
+            self._dead_letter(delivery, f"promise {message.id!r} does not exist")
             return "dead-lettered (no promise)"
-        if claim.status == "done":
-            self.queue.ack(delivery)
+        if claim.status is ClaimStatus.DONE:
+            self.tasks.ack(self.group, self.consumer, delivery)
             return "already completed"
-        if claim.status == "busy":
+        if claim.status is ClaimStatus.BUSY:
             if delivery.deliveries - message.deliveries <= 1:
-                self.queue.ack(delivery)  # the lease holder runs it again (wake flag)
+                # The lease holder drives once more (wake flag); should it die first, the orphan
+                # sweep re-queues its execution.
+                self.tasks.ack(self.group, self.consumer, delivery)
             return "busy elsewhere"
         assert claim.promise is not None
         held.promise_id, held.counter = message.id, claim.counter
@@ -361,26 +367,30 @@ class Worker:
         while True:
             execution = Execution(
                 store=self.store, registry=self.registry, group=self.group, dependencies=self.dependencies,
-                root=claim.promise, fresh=fresh, stop=self.stopping, clock_ms=self.clock_ms,
+                root=claim.promise, fresh=fresh, stop=self.stopping,
             )
             result = execution.run()
             if isinstance(result, Missing):
-                self.queue.release(message.id, claim.counter)
+                self.tasks.release(message.id, claim.counter)
                 held.promise_id = held.counter = None
                 if delivery.deliveries >= limit:
-                    self.queue.dead_letter(delivery, f"{result.error} (after {delivery.deliveries} deliveries)")
+                    self._dead_letter(delivery, f"{result.error} (after {delivery.deliveries} deliveries)")
                     return "dead-lettered (unknown function)"
-                self.queue.requeue(delivery, dataclasses.replace(message, deliveries=delivery.deliveries).encode())
+                self._requeue(delivery, dataclasses.replace(message, deliveries=delivery.deliveries).encode())
                 return f"requeued: {result.error}"
             held.counter = None  # committing: the heartbeat leaves this execution alone
             if isinstance(result, Suspended):
-                answer = self.queue.suspend(message.id, claim.counter, delivery)
-                if answer == "wake":
+                answer = self.tasks.suspend(
+                    message.id, claim.counter, group=self.group, consumer=self.consumer, delivery=delivery
+                )
+                if answer is Answer.WAKE:
                     held.counter, fresh = claim.counter, False
                     continue
-                return "suspended" if answer == "ok" else "lost lease (fenced)"
+                return "suspended" if answer is Answer.OK else "lost lease (fenced)"
             state, value = self._final_value(result)
-            if not self.queue.settle(message.id, claim.counter, state, value, delivery):
+            if not self.tasks.settle(
+                message.id, claim.counter, state, value, group=self.group, consumer=self.consumer, delivery=delivery
+            ):
                 return "lost lease (fenced)"
             return "resolved" if state is State.RESOLVED else "rejected"
 
@@ -393,39 +403,39 @@ class Worker:
                 return State.REJECTED, encode_error(e)
         return State.REJECTED, encode_error(result.error)
 
+    def _requeue(self, delivery: Delivery, message: bytes) -> None:
+        self.tasks.requeue(self.group, self.consumer, delivery, message)
+
+    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self.tasks.dead_letter(self.group, self.consumer, delivery, reason)
+
     # -- maintenance ----------------------------------------------------------------------------
-
-    def clock_ms(self) -> int:
-        """The store's clock: injected, or this machine's clock corrected to the server's TIME."""
-        if self.store.clock is not None:
-            return self.store.clock()
-        return int(time.time() * 1000) + self._clock_offset_ms
-
-    def _measure_clock(self) -> None:
-        self._clock_measured = time.monotonic()
-        if self.store.clock is None:
-            before = time.time()
-            server = self.store.now()
-            after = time.time()
-            self._clock_offset_ms = server - int((before + after) * 500)
 
     def _maintenance_loop(self) -> None:
         s = self.settings
-        due = {"heartbeat": 0.0, "reclaim": 0.0, "sweep": 0.0}
-        period = {"heartbeat": s.heartbeat_ms / 1000, "reclaim": s.reclaim_ms / 1000, "sweep": s.sweep_ms / 1000}
-        jobs: dict[str, Callable[[], None]] = {
-            "heartbeat": self._heartbeat, "reclaim": self._reclaim, "sweep": self._sweep,
+        jobs: dict[str, tuple[float, Callable[[], None]]] = {
+            "heartbeat": (s.heartbeat_ms / 1000, self._heartbeat),
+            "reclaim": (s.reclaim_ms / 1000, self._reclaim),
+            "sweep": (s.sweep_ms / 1000, self._sweep),
+            "orphan sweep": (s.reclaim_ms / 1000, self._sweep_orphans),
         }
+        due = dict.fromkeys(jobs, 0.0)
         while not self._done.is_set():
             now = time.monotonic()
-            for name, job in jobs.items():
+            for name, (period, job) in jobs.items():
                 if now >= due[name]:
-                    due[name] = now + period[name]
-                    try:
-                        job()
-                    except VowError as e:
-                        log.warning("%s failed: %s", name, e)
+                    due[name] = now + period
+                    self._run_job(name, job)
             self._done.wait(max(0.01, min(due.values()) - time.monotonic()))
+
+    @staticmethod
+    def _run_job(name: str, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except VowError as e:
+            log.warning("%s failed: %s", name, e)
+        except Exception:  # a bug in Vow itself must not end heartbeats, reclaim and sweeps
+            log.exception("%s failed inside the worker", name)
 
     def _heartbeat(self) -> None:
         with self._lock:
@@ -434,10 +444,10 @@ class Worker:
         for h in held:
             by_partition.setdefault(h.delivery.partition, []).append(h.delivery.entry_id)
             if h.promise_id is not None and h.counter is not None:
-                if not self.queue.heartbeat(h.promise_id, h.counter):
+                if not self.tasks.heartbeat(h.promise_id, h.counter, lease_ms=self.settings.lease_ms):
                     log.warning("lease of %s lost; its result will be discarded", h.promise_id)
         for partition, ids in by_partition.items():
-            self.queue.touch(partition, ids)
+            self.tasks.touch(self.group, self.consumer, partition, ids)
 
     def _reclaim(self) -> None:
         if self.stopping.is_set():
@@ -445,12 +455,18 @@ class Worker:
         free = self._free_slots()
         if free <= 0:
             return
-        for delivery in self.queue.reclaim(count=min(free, 32)):
+        for delivery in self.tasks.reclaim(
+            self.group, self.consumer, min_idle_ms=self.settings.lease_ms, count=min(free, 32),
+            cursors=self._autoclaim_cursors,
+        ):
             self._submit(delivery)
 
     def _sweep(self) -> None:
-        if self.stopping.is_set():
-            return
-        self.store.sweep(lock_ms=max(1, self.settings.sweep_ms - 50))
-        if time.monotonic() - self._clock_measured > CLOCK_REFRESH_S:
-            self._measure_clock()
+        if not self.stopping.is_set():
+            self.store.sweep(lock_ms=max(1, self.settings.sweep_ms - 50))
+
+    def _sweep_orphans(self) -> None:
+        if not self.stopping.is_set():
+            found = self.tasks.sweep_orphans(self.settings.orphan_ms)
+            if found:
+                log.warning("re-queued %d execution(s) whose lease lapsed with no task entry left", found)

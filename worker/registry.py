@@ -9,7 +9,12 @@ from typing import Any
 
 from .retry import RetryPolicy
 
-__all__ = ["Registered", "Registry"]
+__all__ = ["Registered", "Registry", "function_name"]
+
+
+def function_name(func: Any) -> str:
+    """The name a function is registered and recorded under by default: its ``__name__``."""
+    return getattr(func, "__name__", repr(func))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,52 +1,47 @@
 """``Scheduler``: the application object — registers functions, starts executions, serves a group.
 
-A Scheduler serves its logic group in background threads from the moment a function is
-registered on it, so a web process that never calls ``wait_for_ever()`` still resumes its
-group's suspended workflows. ``wait_for_ever()`` blocks the main thread until SIGTERM/SIGINT,
-then shuts down gracefully.
+When serving starts (the one place this is decided):
+
+- ``Scheduler(store, group)`` (``serve=True``, the default) serves its group in background threads
+  from the first function registered on it — the seed's behaviour: a web process that never
+  calls ``wait_for_ever()`` still resumes its group's suspended workflows, also after a restart.
+- ``Scheduler(store, group, serve=False)`` serves only when told: ``start()`` or ``wait_for_ever()``.
+- Inside ``with Scheduler.deferred_serving():`` registering starts nothing, in any thread of the
+  process. ``vow worker start`` imports a user's module that way, then serves its Scheduler with
+  the command line's settings (``wait_for_ever(group=..., concurrency=..., store=...)``).
+
+``wait_for_ever()`` (alias ``wait_forever()``) blocks the main thread until SIGTERM/SIGINT, then
+shuts down gracefully.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, overload
 
-from vow.coordinator.records import FUNC_TAG, INVOKE_TAG, DurablePromise
-from vow.coordinator.store import Invoke, RedisStore
-from vow.coordinator.tasks import TaskKind, TaskMessage
+from vow.coordinator.errors import AlreadyExists
+from vow.coordinator.records import DurablePromise
+from vow.coordinator.store import RedisStore
 from vow.coordinator.validate import check_group
 
 from .codec import outcome_of
-from .errors import EncodingError
 from .loop import Worker, WorkerSettings
 from .registry import Registry
 from .retry import RetryPolicy
+from .tags import FUNC_TAG
 
-__all__ = ["Handle", "Scheduler", "no_autostart"]
+__all__ = ["Handle", "Scheduler"]
 
 log = logging.getLogger("vow.scheduler")
 
-#: when False, register() does not start background serving (``vow worker start`` imports a
-#: user's module with it off, then serves with its own settings)
-_autostart = threading.local()
-
-
-@contextlib.contextmanager
-def no_autostart() -> Iterator[None]:
-    """Within this block, registering functions does not start serving (for importing apps)."""
-    previous = getattr(_autostart, "off", False)
-    _autostart.off = True
-    try:
-        yield
-    finally:
-        _autostart.off = previous
+_deferred_lock = threading.Lock()
+#: open ``Scheduler.deferred_serving()`` blocks, process-wide
+_deferred = 0
 
 #: default timeout of a root execution started with run()/rpc(): one year, in seconds
 DEFAULT_TIMEOUT_S = 365 * 24 * 3600
@@ -78,15 +73,9 @@ class Handle:
         raise value
 
 
-def _invoke_data(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-    try:
-        return json.dumps({"func": name, "args": list(args), "kwargs": dict(kwargs)}, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise EncodingError(f"arguments of {name!r} cannot be encoded as JSON: {e}") from e
-
-
 class Scheduler:
-    """Registers functions of one logic group and starts or serves their executions."""
+    """Registers functions of one logic group and starts or serves their executions (serving
+    starts as the module docstring says)."""
 
     def __init__(
         self,
@@ -102,9 +91,7 @@ class Scheduler:
         self.registry = Registry()
         self.dependencies: dict[str, Any] = {}
         base = settings or WorkerSettings()
-        if concurrency is not None:
-            base = WorkerSettings(**{**_fields(base), "concurrency": concurrency})
-        self.settings = base
+        self.settings = base if concurrency is None else base.replace(concurrency=concurrency)
         self.serve = serve
         self._worker: Worker | None = None
         self._lock = threading.Lock()
@@ -134,7 +121,7 @@ class Scheduler:
 
         def add(f: Callable[..., Any]) -> Callable[..., Any]:
             self.registry.add(f, name, retry_policy, tuple(non_retryable))
-            if self.serve and not getattr(_autostart, "off", False):
+            if self.serve and not _deferred:
                 self.start()
             return f
 
@@ -149,13 +136,35 @@ class Scheduler:
     def worker(self) -> Worker | None:
         return self._worker
 
-    def start(self) -> Worker:
-        """Start serving this group in background threads (idempotent)."""
+    @staticmethod
+    @contextlib.contextmanager
+    def deferred_serving() -> Iterator[None]:
+        """Within this block, registering a function starts no serving, in any thread (for
+        importing an application to serve it with other settings)."""
+        global _deferred
+        with _deferred_lock:
+            _deferred += 1
+        try:
+            yield
+        finally:
+            with _deferred_lock:
+                _deferred -= 1
+
+    def start(
+        self, *, group: str | None = None, concurrency: int | None = None, store: RedisStore | None = None
+    ) -> Worker:
+        """Start serving in background threads (idempotent): this Scheduler's group, settings and
+        store, or the ones given (``vow worker start --group/--concurrency/--url``)."""
         with self._lock:
             if self._worker is None:
-                self._worker = Worker(self.store, self.group, self.registry, self.dependencies, self.settings)
+                settings = self.settings if concurrency is None else self.settings.replace(concurrency=concurrency)
+                self._worker = Worker(
+                    store or self.store, check_group(group or self.group), self.registry, self.dependencies, settings
+                )
                 self._worker.start()
                 atexit.register(self._stop_at_exit)
+            elif group is not None or concurrency is not None or store is not None:
+                raise RuntimeError("this Scheduler already serves; its group and settings can no longer change")
             return self._worker
 
     def _stop_at_exit(self) -> None:
@@ -168,11 +177,19 @@ class Scheduler:
         if worker is not None:
             worker.stop(grace_s)
 
-    def wait_for_ever(self, ready: Callable[[Worker], None] | None = None) -> None:
+    def wait_for_ever(
+        self,
+        ready: Callable[[Worker], None] | None = None,
+        *,
+        group: str | None = None,
+        concurrency: int | None = None,
+        store: RedisStore | None = None,
+    ) -> None:
         """Serve until SIGTERM or SIGINT, then shut down gracefully and return.
 
         ``ready`` is called with the worker once it serves and signals are handled (a readiness
-        hook for probes and tests)."""
+        hook for probes and tests). ``group``, ``concurrency`` and ``store`` are as for
+        :meth:`start`."""
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: Any) -> None:
@@ -186,7 +203,7 @@ class Scheduler:
         # Handlers first: once the worker logs that it serves, a signal stops it gracefully.
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            worker = self.start()
+            worker = self.start(group=group, concurrency=concurrency, store=store)
             if ready is not None:
                 ready(worker)
             while not stop.wait(1.0):
@@ -214,25 +231,15 @@ class Scheduler:
             func = getattr(func, "__name__", "")
         return self._start(id, func, check_group(target or self.group), args, kwargs)
 
-    begin_run = run
-    begin_rpc = rpc
-
     def get(self, id: str) -> Handle:
         """A handle to an existing execution (raises ``NotFound``)."""
         self.store.get(id)
         return Handle(self.store, id)
 
     def _start(self, id: str, name: str, group: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Handle:
-        data = _invoke_data(name, args, kwargs)
-        tags = {INVOKE_TAG: f"poll://{group}", FUNC_TAG: name}
-        # A year ahead: this machine's clock is good enough (no TIME round trip).
-        now = self.store.clock() if self.store.clock is not None else int(time.time() * 1000)
-        invoke = Invoke(group, TaskMessage(TaskKind.INVOKE, id, group, name).encode())
-        self.store.create_ex(id, now + DEFAULT_TIMEOUT_S * 1000, ikey=id, data=data, tags=tags, invoke=invoke)
-        # An id created by someone else (status "exists") is that execution: the handle is to it.
+        timeout = self.store.estimated_now() + DEFAULT_TIMEOUT_S * 1000
+        try:
+            self.store.invoke(id, name, args, kwargs, group=group, timeout=timeout, ikey=id, tags={FUNC_TAG: name})
+        except AlreadyExists:
+            pass  # an id created by someone else is that execution: the handle is to it
         return Handle(self.store, id)
-
-
-def _fields(settings: WorkerSettings) -> dict[str, Any]:
-    return {f: getattr(settings, f) for f in settings.__dataclass_fields__}
-

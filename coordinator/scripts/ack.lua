@@ -4,15 +4,18 @@
 -- with finished work.
 --
 -- KEYS[1] vow:{T}:q:<group>
--- ARGV[1] consumer group   ARGV[2] consumer   ARGV[3..] entry ids
--- Returns the number of entries acknowledged.
+-- ARGV[1] now   ARGV[2] request id   ARGV[3] consumer group   ARGV[4] consumer
+-- ARGV[5..] entry ids
+-- Returns how many of the entries are acknowledged now: acked by this call, or no longer pending
+-- to anyone (so a resend answers as the first run did); an entry another consumer owns is not.
 
 local n = 0
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if p[1] and p[1][2] == ARGV[2] then
-    n = n + redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-    redis.call('XDEL', KEYS[1], ARGV[i])
+for i = 5, #ARGV do
+  if owns(KEYS[1], ARGV[3], ARGV[4], ARGV[i]) then
+    ack_entry(KEYS[1], ARGV[3], ARGV[i])
+    n = n + 1
+  elseif settled_entry(KEYS[1], ARGV[3], ARGV[i]) then
+    n = n + 1
   end
 end
 return n

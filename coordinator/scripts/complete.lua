@@ -3,11 +3,12 @@
 -- Completing fires every callback (task messages) and subscription in the same step.
 --
 -- KEYS[1..8]  the promise keys (see _lib.lua)
--- ARGV[1] now, epoch ms ('' = server TIME)   ARGV[2] request id   ARGV[3] promise id
+-- ARGV[1] now   ARGV[2] request id   ARGV[3] promise id
 -- ARGV[4] requested state: RESOLVED | REJECTED | REJECTED_CANCELED
 -- ARGV[5] complete idempotency key ('' = none)   ARGV[6] strict ('1'/'0')
 -- ARGV[7] value headers (msgpack)   ARGV[8] value data present ('1'/'0')   ARGV[9] value data
 -- Returns {status, record fields}: completed | dedup | timedout | already | notfound.
+-- Resend: the record's completion request id (rqv) is this request's: answered 'completed'.
 
 local K = promise_keys(1)
 local now = clock(ARGV[1])
@@ -19,10 +20,8 @@ local f = redis.call('HMGET', K.p, 'state', 'to', 'rqv', 'ikv')
 if f[1] == 'PENDING' then
   local to = tonumber(f[2])
   if to ~= nil and now < to then
-    redis.call('HSET', K.p, 'state', state, 'cd', ms(now), 'vh', ARGV[7], 'rqv', rid)
-    if ARGV[8] == '1' then redis.call('HSET', K.p, 'vd', ARGV[9]) end
-    if ikey ~= '' then redis.call('HSET', K.p, 'ikv', ikey) end
-    settle(K, id, state)
+    write_value(K, state, now, ARGV[7], ARGV[8], ARGV[9], ikey, rid)
+    leave_pending(K, id, state)
     return {'completed', record(K)}
   end
   timeout_if_due(K, id, now)

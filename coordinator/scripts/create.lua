@@ -4,9 +4,9 @@
 -- (a recorded workflow step).
 --
 -- KEYS[1..8]  the promise keys (see _lib.lua)
--- KEYS[9]     vow:{T}:groups            (written only with an invoke message)
--- KEYS[10]    vow:{T}:q:<group>         the invoke task stream (same partition)
--- ARGV[1]  now, epoch ms ('' = the server's TIME)     ARGV[2]  request id (resend detection)
+-- KEYS[9]     vow:{T}:groups   (written only with an invoke message)
+-- The invoke task stream vow:{T}:q:<group> is derive()d from KEYS[1].
+-- ARGV[1]  now                                        ARGV[2]  request id
 -- ARGV[3]  promise id                                 ARGV[4]  timeout, epoch ms
 -- ARGV[5]  create idempotency key ('' = none)         ARGV[6]  strict ('1'/'0')
 -- ARGV[7]  param headers (msgpack)                    ARGV[8]  param data present ('1'/'0')
@@ -15,16 +15,17 @@
 -- ARGV[12] completed state for a recorded step ('' = create PENDING)
 -- ARGV[13] value headers (msgpack)  ARGV[14] value data present  ARGV[15] value data
 -- ARGV[16] complete idempotency key ('' = none)
--- ARGV[17] invoke task message ('' = none)            ARGV[18] invoke group name
--- ARGV[19] callback root id ('' = none)               ARGV[20] callback value "<stream key>\n<message>"
--- ARGV[21] subscription listener id ('' = none)       ARGV[22] subscription inbox key
--- ARGV[23] adopt ('1': register the callback/subscription on an existing pending promise even
+-- ARGV[17] invoke logic group ('' = none)             ARGV[18] invoke task message
+-- ARGV[19] callback root id ('' = none)               ARGV[20] callback value "<group>\n<message>"
+-- ARGV[21] subscription listener id ('' = none)
+-- ARGV[22] adopt ('1': register the callback/subscription on an existing pending promise even
 --          when the create itself is refused)
--- ARGV[24] allow past ('1': a timeout <= now creates the promise already timed out — a timer or
+-- ARGV[23] allow past ('1': a timeout <= now creates the promise already timed out — a timer or
 --          wait whose deadline passed while the request travelled; '0': answer 'past')
 -- Returns {status, record fields}: status is created | dedup | exists | past (timeout <= now);
 -- except that a record written just now as requested returns {'fresh', created_on} (the caller
 -- has every other field already; this keeps the reply small).
+-- Resend: the record's create request id (rqc) is this request's: answered 'created'.
 
 local K = promise_keys(1)
 local now = clock(ARGV[1])
@@ -34,7 +35,7 @@ local completed_state = ARGV[12]
 
 local function register()
   if ARGV[19] ~= '' then redis.call('HSET', K.cb, ARGV[19], ARGV[20]) end
-  if ARGV[21] ~= '' then redis.call('HSET', K.sub, ARGV[21], ARGV[22]) end
+  if ARGV[21] ~= '' then redis.call('HSET', K.sub, ARGV[21], '1') end
 end
 
 if redis.call('EXISTS', K.p) == 1 then
@@ -46,13 +47,13 @@ if redis.call('EXISTS', K.p) == 1 then
   elseif ikey ~= '' and f[2] == ikey and ((not strict) or f[1] == 'PENDING') then
     status = 'dedup'
   end
-  if f[1] == 'PENDING' and (status ~= 'exists' or ARGV[23] == '1') then register() end
+  if f[1] == 'PENDING' and (status ~= 'exists' or ARGV[22] == '1') then register() end
   return {status, record(K)}
 end
 
 local timeout = tonumber(ARGV[4])
 local past = completed_state == '' and timeout <= now
-if past and ARGV[24] ~= '1' then return {'past', {}} end
+if past and ARGV[23] ~= '1' then return {'past', {}} end
 
 redis.call('HSET', K.p, 'id', id, 'state', 'PENDING', 'to', ARGV[4], 'ph', ARGV[7], 'tags', ARGV[10],
   'timer', ARGV[11], 'co', ms(now), 'rqc', rid)
@@ -61,9 +62,7 @@ if ikey ~= '' then redis.call('HSET', K.p, 'ikc', ikey) end
 redis.call('ZADD', K.all, ms(now), id)
 
 if completed_state ~= '' then
-  redis.call('HSET', K.p, 'state', completed_state, 'cd', ms(now), 'vh', ARGV[13], 'rqv', rid)
-  if ARGV[14] == '1' then redis.call('HSET', K.p, 'vd', ARGV[15]) end
-  if ARGV[16] ~= '' then redis.call('HSET', K.p, 'ikv', ARGV[16]) end
+  write_value(K, completed_state, now, ARGV[13], ARGV[14], ARGV[15], ARGV[16], rid)
   redis.call('ZADD', family_key(K, completed_state), ms(now), id)
   return {'fresh', ms(now)}
 end
@@ -75,8 +74,8 @@ if past then
   return {'created', record(K)}
 end
 if ARGV[17] ~= '' then
-  redis.call('XADD', KEYS[10], '*', 'm', ARGV[17])
-  redis.call('SADD', KEYS[9], ARGV[18])
+  redis.call('XADD', derive(K.p, 'q:' .. ARGV[17]), '*', 'm', ARGV[18])
+  redis.call('SADD', KEYS[9], ARGV[17])
 end
 register()
 return {'fresh', ms(now)}

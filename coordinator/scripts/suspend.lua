@@ -3,22 +3,25 @@
 -- callbacks are already registered). If a resume arrived meanwhile (wake flag), keep the lease
 -- and answer 'wake' so the holder drives the workflow again at once. Fenced by the counter.
 --
--- KEYS[1] vow:{T}:x:<id>
--- KEYS[2] vow:{T}:q:<group> holding the task entry (same partition), or any same-slot key
---         when ARGV[3] is ''
--- ARGV[1] fencing counter   ARGV[2] consumer group   ARGV[3] entry id ('' = other partition)
+-- KEYS[1] vow:{T}:x:<id>   KEYS[2] vow:{T}:leases
+-- KEYS[3] vow:{T}:q:<group> holding the task entry (same partition); any same-slot key when
+--         ARGV[6] is ''
+-- ARGV[1] now   ARGV[2] request id   ARGV[3] promise id   ARGV[4] fencing counter
+-- ARGV[5] consumer group   ARGV[6] entry id ('' = the entry is in another partition)
 -- Returns 'ok' | 'wake' | 'fenced'.
+-- Resend: answered from the execution record's last request (q/a) — a lost 'wake' answered
+-- 'ok' on resend would leave the workflow suspended with its resume already spent.
 
-local X = KEYS[1]
-local x = redis.call('HMGET', X, 'c', 'o', 'w')
-if x[1] ~= ARGV[1] or not x[2] then return 'fenced' end
-if x[3] == '1' then
+local X, LEASES = KEYS[1], KEYS[2]
+local rid = ARGV[2]
+local done = replayed(X, rid)
+if done then return done end
+if not holds(X, ARGV[4]) then return 'fenced' end
+if redis.call('HGET', X, 'w') == '1' then
   redis.call('HSET', X, 'w', '0')
-  return 'wake'
+  return answer(X, rid, 'wake')
 end
-redis.call('HDEL', X, 'o', 'l', 'w')
-if ARGV[3] ~= '' then
-  redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-  redis.call('XDEL', KEYS[2], ARGV[3])
-end
-return 'ok'
+redis.call('HDEL', X, 'o', 'l', 'w', 'r')
+redis.call('ZREM', LEASES, ARGV[3])
+if ARGV[6] ~= '' then ack_entry(KEYS[3], ARGV[5], ARGV[6]) end
+return answer(X, rid, 'ok')

@@ -4,14 +4,14 @@
 -- the delivery count; the ownership check first makes it safe.
 --
 -- KEYS[1] vow:{T}:q:<group>
--- ARGV[1] consumer group   ARGV[2] consumer   ARGV[3..] entry ids
--- Returns the number of entries touched.
+-- ARGV[1] now   ARGV[2] request id   ARGV[3] consumer group   ARGV[4] consumer
+-- ARGV[5..] entry ids
+-- Returns the number of entries touched. Resend: touching twice is one touch.
 
 local n = 0
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+for i = 5, #ARGV do
+  if owns(KEYS[1], ARGV[3], ARGV[4], ARGV[i]) then
+    redis.call('XCLAIM', KEYS[1], ARGV[3], ARGV[4], 0, ARGV[i], 'JUSTID')
     n = n + 1
   end
 end

@@ -1,64 +1,35 @@
-"""Starting a function by hand and reading a call graph (``vow invoke``, ``vow tree``)."""
+"""Reading a call graph back from the promises the worker SDK tagged (``vow tree``).
+
+Built on the store's public search: the promises ``{root}.*`` by id, and those tagged with the
+root as parent or root (``worker/tags.py``), recursively for children with explicit ids.
+"""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ValidationError
-from .records import FUNC_TAG, INVOKE_TAG, PARENT_TAG, ROOT_TAG, DurablePromise
-from .validate import check_group, check_id
+from vow.coordinator.records import DurablePromise
+from vow.coordinator.tasks import invoke_function
+from vow.coordinator.validate import check_id
+from vow.worker.tags import FUNC_TAG, PARENT_TAG, ROOT_TAG
 
 if TYPE_CHECKING:
-    from .store import RedisStore
+    from vow.coordinator.store import RedisStore
 
-__all__ = ["DEFAULT_GROUP", "TreeNode", "call_tree", "escape_glob", "function_name", "invoke"]
+__all__ = ["TreeNode", "call_tree", "escape_glob", "function_name"]
 
-#: the logic group ``vow invoke`` targets when none is named
-DEFAULT_GROUP = "default"
 #: promises read per search call while collecting a call tree (the store's maximum page)
 _TREE_PAGE = 100
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
 
-def invoke(
-    store: RedisStore,
-    promise_id: str,
-    func: str,
-    args: Sequence[Any] = (),
-    kwargs: dict[str, Any] | None = None,
-    *,
-    group: str = DEFAULT_GROUP,
-    timeout_ms: int,
-) -> DurablePromise:
-    """Create ``promise_id`` as a call of ``func`` in ``group`` (the seed's invoke convention).
-
-    The data is ``{"func": ..., "args": [...], "kwargs": {...}}`` as JSON and the tag
-    ``resonate:invoke=poll://<group>`` makes the store queue the invoke task in the same step.
-    ``timeout_ms`` is relative to now by the store's clock.
-    """
-    if not func:
-        raise ValidationError("function name must not be empty")
-    data = json.dumps({"func": func, "args": list(args), "kwargs": dict(kwargs or {})})
-    tags = {INVOKE_TAG: f"poll://{check_group(group)}"}
-    return store.create(promise_id, store.now() + timeout_ms, data=data, tags=tags)
-
-
 def function_name(promise: DurablePromise) -> str | None:
     """The function a promise runs: ``func`` of its invoke JSON data, else its ``vow:func`` tag."""
-    data = promise.param.data
-    if data is not None:
-        try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("func"), str) and body["func"]:
-            return str(body["func"])
-    return promise.tags.get(FUNC_TAG)
+    return invoke_function(promise.param.data) or promise.tags.get(FUNC_TAG)
 
 
 def escape_glob(text: str) -> str:

@@ -1,7 +1,7 @@
-"""Operator views of task streams and dead letters.
+"""Operator queries of task streams and dead letters: what ``vow streams`` shows and does.
 
-What ``vow streams`` shows and does, as plain functions over a
-:class:`~coordinator.store.RedisStore` (the CLI only parses, calls these, and prints).
+Plain functions over a :class:`~vow.coordinator.store.RedisStore` (the CLI only parses, calls
+these, and prints); all read-only except :func:`requeue`, one script call per dead letter.
 
 Streams are read with ``XLEN``, ``XINFO GROUPS``, ``XINFO CONSUMERS`` and ``XPENDING`` on
 ``keys.task_stream(p, group)`` and ``keys.dead_letters(p, group)`` for each of the 16 partitions.
@@ -30,7 +30,7 @@ import redis
 
 from . import keys
 from .connection import translate_errors
-from .errors import CorruptRecord, DeadLetterNotFound, ValidationError, VowError
+from .errors import CorruptRecord, DeadLetterNotFound, ValidationError
 from .records import reply_text
 from .tasks import MalformedTask, TaskMessage, decode_task
 from .validate import check_group
@@ -54,8 +54,6 @@ __all__ = [
     "requeue",
 ]
 
-#: attempts of a requeue transaction when the dead-letter stream changes under it
-REQUEUE_ATTEMPTS = 5
 #: the problem of a pending entry whose stream entry is gone (acknowledged and deleted meanwhile)
 ENTRY_DELETED = "entry deleted from the stream"
 
@@ -389,31 +387,22 @@ def _requeued_message(raw: bytes) -> bytes:
 def requeue(store: RedisStore, group: str, ref: str) -> str:
     """Move one dead letter back onto its task stream; returns the new entry's reference.
 
-    One ``MULTI``/``EXEC`` per entry (both streams share the partition's slot), under ``WATCH``
-    of the dead-letter stream, so two concurrent requeues of the same entry queue it once.
+    One read of the dead letter, then one script (``revive.lua``) that moves it only while it
+    still holds what was read, so two concurrent requeues of the same entry queue it once.
     """
     check_group(group)
     partition, entry_id = parse_entry_ref(ref)
     dead = keys.dead_letters(partition, group)
-    stream = keys.task_stream(partition, group)
-    with translate_errors(store.url, dead), store.client.pipeline(transaction=True) as pipe:
-        for _ in range(REQUEUE_ATTEMPTS):
-            try:
-                pipe.watch(dead)
-                found = pipe.xrange(dead, entry_id, entry_id)
-                if not found:
-                    pipe.unwatch()
-                    raise DeadLetterNotFound(group, ref)
-                raw = found[0][1].get(b"m")
-                if not isinstance(raw, bytes):
-                    pipe.unwatch()
-                    raise CorruptRecord(dead, f"dead letter {ref} has no 'm' field to requeue")
-                pipe.multi()
-                pipe.xadd(stream, {"m": _requeued_message(raw)})
-                pipe.xdel(dead, entry_id)
-                pipe.sadd(keys.groups(partition), group)
-                new_id, _, _ = pipe.execute()
-                return entry_ref(partition, _text(new_id))
-            except redis.WatchError:
-                continue
-    raise VowError(f"dead letter {ref} kept changing; requeue gave up after {REQUEUE_ATTEMPTS} attempts")
+    with translate_errors(store.url, dead):
+        found = store.client.xrange(dead, entry_id, entry_id)
+    if not found:
+        raise DeadLetterNotFound(group, ref)
+    raw = found[0][1].get(b"m")
+    if not isinstance(raw, bytes):
+        raise CorruptRecord(dead, f"dead letter {ref} has no 'm' field to requeue")
+    new_id = store.scripts.revive(
+        partition, group=group, entry_id=entry_id, expected=raw, message=_requeued_message(raw)
+    )
+    if new_id is None:
+        raise DeadLetterNotFound(group, ref)
+    return entry_ref(partition, new_id)

@@ -1,0 +1,307 @@
+"""One typed wrapper per Lua script: named keys and arguments in, records and enums out.
+
+The scripts (``coordinator/scripts/*.lua``) are registered per client as redis-py ``Script``
+objects (EVALSHA; reloaded by redis-py after NOSCRIPT, as after a restart, a failover or
+``SCRIPT FLUSH``). Every call goes through :meth:`Scripts._call`, which puts the two arguments
+every script takes first — the clock (``''`` = the server's ``TIME``, else the injected time) and
+a fresh request id — in front of the script's own, so no call site can forget the request id
+that lets a script recognise its own resend (redis-py resends a command whose reply was lost).
+It also translates redis-py errors. This is the only module that builds KEYS and ARGV lists or
+unpacks a script's reply by position; each method's argument order is its script's header.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import keys
+from .connection import translate_errors
+from .errors import CorruptRecord, StoreError, ValidationError
+from .keys import PromiseKeys
+from .records import DurablePromise, State, Value, decode_promise, pack_map, reply_text
+from .scripts import SCRIPT_NAMES, source
+from .states import Status
+
+__all__ = [
+    "Answer",
+    "Callback",
+    "Claim",
+    "ClaimStatus",
+    "Completion",
+    "CreateReply",
+    "Invoke",
+    "Scripts",
+    "request_id",
+]
+
+Arg = str | bytes
+
+
+def request_id() -> str:
+    """A fresh random request id (96 bits, hex)."""
+    return os.urandom(12).hex()
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+# -- request parts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Invoke:
+    """A task message to queue on ``group``'s stream when the promise is created."""
+
+    group: str
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """Resume ``root_id`` in ``group`` (by queueing ``message``) when the promise completes."""
+
+    root_id: str
+    group: str
+    message: bytes
+
+    def encoded(self) -> bytes:
+        """The value stored in the callbacks hash: ``<group>\\n<message>`` (see _lib.lua fire())."""
+        return self.group.encode() + b"\n" + self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """Write the promise already completed, in its create: a recorded step result."""
+
+    state: State
+    value: Value
+    ikey: str | None
+
+
+# -- replies ------------------------------------------------------------------------------------
+
+
+class ClaimStatus(enum.StrEnum):
+    OK = "ok"          # the lease is this consumer's, under the returned counter
+    BUSY = "busy"      # another consumer holds a live lease; its holder will drive once more
+    DONE = "done"      # the promise is completed: nothing to run
+    GONE = "gone"      # no such promise
+
+
+class Answer(enum.StrEnum):
+    """What settle, suspend and release answer."""
+
+    OK = "ok"
+    WAKE = "wake"      # suspend: a resume arrived meanwhile; the lease is kept, drive again
+    FENCED = "fenced"  # a newer claim took the execution: nothing was changed
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    status: ClaimStatus
+    counter: int
+    promise: DurablePromise | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateReply:
+    """``promise`` is None when the script wrote the record exactly as asked (``fresh``): the
+    caller has every field but ``created_on``."""
+
+    status: Status
+    promise: DurablePromise | None
+    created_on: int | None
+
+
+def _fields(raw: Any) -> dict[bytes, bytes]:
+    if not isinstance(raw, list) or len(raw) % 2:
+        raise StoreError("unexpected script reply: record fields are not a flat list of pairs")
+    return dict(zip(raw[::2], raw[1::2], strict=True))
+
+
+def _promise_reply(promise_id: str, reply: Any) -> tuple[Status, DurablePromise | None]:
+    key = keys.promise(promise_id)
+    if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[0], bytes):
+        raise StoreError(f"unexpected script reply for {key!r}")
+    word = reply[0].decode(errors="replace")
+    try:
+        status = Status(word)
+    except ValueError:
+        if word == "past":
+            raise ValidationError("timeout is not in the future") from None
+        raise CorruptRecord(key, f"script answered unknown status {word!r}") from None
+    if status is Status.NOT_FOUND or not reply[1]:
+        return status, None
+    return status, decode_promise(key, _fields(reply[1]))
+
+
+def _answer(raw: Any) -> Answer:
+    word = reply_text(raw)
+    try:
+        return Answer(word)
+    except ValueError:
+        raise StoreError(f"unexpected script answer {word!r}") from None
+
+
+class Scripts:
+    """The registered scripts of one client, one typed method each."""
+
+    def __init__(self, client: Any, *, url: str, shebang: bool = True,
+                 clock: Callable[[], int] | None = None) -> None:
+        self._url = url
+        self._clock = clock
+        self._scripts = {name: client.register_script(source(name, shebang=shebang)) for name in SCRIPT_NAMES}
+
+    def sha(self, name: str) -> str:
+        return str(self._scripts[name].sha)
+
+    def _call(self, name: str, key_list: Sequence[str], args: Sequence[Arg]) -> Any:
+        now = "" if self._clock is None else str(int(self._clock()))
+        with translate_errors(self._url, key_list[0]):
+            return self._scripts[name](keys=list(key_list), args=[now, request_id(), *args])
+
+    # -- promises -------------------------------------------------------------------------------
+
+    def create(
+        self,
+        promise_id: str,
+        *,
+        timeout: int,
+        ikey: str | None,
+        strict: bool,
+        param: Value,
+        tags: dict[str, str],
+        timer: bool,
+        completion: Completion | None,
+        invoke: Invoke | None,
+        callback: Callback | None,
+        listener: str | None,
+        adopt: bool,
+        allow_past: bool,
+    ) -> CreateReply:
+        k = PromiseKeys.of(promise_id)
+        value = completion.value if completion is not None else Value()
+        args: list[Arg] = [
+            promise_id, str(timeout), ikey or "", _flag(strict),
+            pack_map(param.headers), _flag(param.data is not None), param.data or b"", pack_map(tags), _flag(timer),
+            completion.state.value if completion is not None else "", pack_map(value.headers),
+            _flag(value.data is not None), value.data or b"", (completion.ikey if completion else None) or "",
+            invoke.group if invoke is not None else "", invoke.message if invoke is not None else b"",
+            callback.root_id if callback is not None else "", callback.encoded() if callback is not None else b"",
+            listener or "", _flag(adopt), _flag(allow_past),
+        ]
+        reply = self._call("create", [*k.as_list(), keys.groups(keys.partition_of(promise_id))], args)
+        if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"fresh":
+            return CreateReply(Status.CREATED, None, int(reply[1]))
+        status, promise = _promise_reply(promise_id, reply)
+        if promise is None:
+            raise StoreError(f"create of {promise_id!r} returned no record")
+        return CreateReply(status, promise, None)
+
+    def complete(
+        self, promise_id: str, *, state: State, ikey: str | None, strict: bool, value: Value
+    ) -> tuple[Status, DurablePromise | None]:
+        args: list[Arg] = [
+            promise_id, state.value, ikey or "", _flag(strict),
+            pack_map(value.headers), _flag(value.data is not None), value.data or b"",
+        ]
+        return _promise_reply(promise_id, self._call("complete", PromiseKeys.of(promise_id).as_list(), args))
+
+    def get(self, promise_id: str) -> tuple[Status, DurablePromise | None]:
+        return _promise_reply(promise_id, self._call("get", PromiseKeys.of(promise_id).as_list(), [promise_id]))
+
+    def register_callback(self, promise_id: str, callback: Callback) -> tuple[Status, DurablePromise | None]:
+        args: list[Arg] = [promise_id, "cb", callback.root_id, callback.encoded()]
+        return _promise_reply(promise_id, self._call("register", PromiseKeys.of(promise_id).as_list(), args))
+
+    def subscribe(self, promise_id: str, listener: str) -> tuple[Status, DurablePromise | None]:
+        args: list[Arg] = [promise_id, "sub", listener, "1"]
+        return _promise_reply(promise_id, self._call("register", PromiseKeys.of(promise_id).as_list(), args))
+
+    def sweep(self, partition: int, *, limit: int, lock_ms: int) -> tuple[int, bool]:
+        """Time out due promises of one partition: (how many, whether more are due)."""
+        key_list = [
+            keys.timeouts(partition), keys.index(partition, "pending"), keys.index(partition, "resolved"),
+            keys.index(partition, "rejected"), keys.sweep_lock(partition),
+        ]
+        count, more, _skipped = self._call("sweep", key_list, [str(limit), str(lock_ms)])
+        return int(count), more == b"1"
+
+    # -- executions -----------------------------------------------------------------------------
+
+    def claim(self, promise_id: str, *, consumer: str, lease_ms: int, group: str, message: bytes) -> Claim:
+        partition = keys.partition_of(promise_id)
+        key_list = [*PromiseKeys.of(promise_id).as_list(), keys.execution(promise_id), keys.leases(partition)]
+        reply = self._call("claim", key_list, [promise_id, consumer, str(lease_ms), group, message])
+        if not isinstance(reply, list) or len(reply) != 3:
+            raise StoreError(f"unexpected claim reply for {promise_id!r}")
+        word, counter, fields = reply
+        try:
+            status = ClaimStatus(reply_text(word))
+        except ValueError:
+            raise StoreError(f"unexpected claim status {reply_text(word)!r}") from None
+        promise = decode_promise(keys.promise(promise_id), _fields(fields)) if fields else None
+        return Claim(status, int(counter), promise)
+
+    def heartbeat(self, promise_id: str, *, counter: int, lease_ms: int) -> bool:
+        key_list = [keys.execution(promise_id), keys.leases(keys.partition_of(promise_id))]
+        return bool(self._call("heartbeat", key_list, [promise_id, str(counter), str(lease_ms)]))
+
+    def settle(
+        self, promise_id: str, *, counter: int, state: State, value: Value, group: str, entry_id: str | None
+    ) -> Answer:
+        partition = keys.partition_of(promise_id)
+        key_list = [
+            *PromiseKeys.of(promise_id).as_list(), keys.execution(promise_id), keys.leases(partition),
+            keys.task_stream(partition, group),
+        ]
+        args: list[Arg] = [
+            promise_id, str(counter), state.value, pack_map(value.headers), _flag(value.data is not None),
+            value.data or b"", group, entry_id or "",
+        ]
+        return _answer(self._call("settle", key_list, args))
+
+    def suspend(self, promise_id: str, *, counter: int, group: str, entry_id: str | None) -> Answer:
+        partition = keys.partition_of(promise_id)
+        key_list = [keys.execution(promise_id), keys.leases(partition), keys.task_stream(partition, group)]
+        return _answer(self._call("suspend", key_list, [promise_id, str(counter), group, entry_id or ""]))
+
+    def release(self, promise_id: str, *, counter: int) -> Answer:
+        key_list = [keys.execution(promise_id), keys.leases(keys.partition_of(promise_id))]
+        return _answer(self._call("release", key_list, [promise_id, str(counter)]))
+
+    def orphans(self, partition: int, *, limit: int, grace_ms: int) -> tuple[int, bool]:
+        """Re-queue lapsed executions of one partition: (how many, whether more are due)."""
+        count, more = self._call("orphans", [keys.leases(partition)], [str(limit), str(grace_ms)])
+        return int(count), more == b"1"
+
+    # -- stream entries -------------------------------------------------------------------------
+
+    def ack(self, partition: int, *, group: str, consumer: str, entry_ids: Sequence[str]) -> int:
+        return int(self._call("ack", [keys.task_stream(partition, group)], [group, consumer, *entry_ids]))
+
+    def touch(self, partition: int, *, group: str, consumer: str, entry_ids: Sequence[str]) -> int:
+        return int(self._call("touch", [keys.task_stream(partition, group)], [group, consumer, *entry_ids]))
+
+    def requeue(
+        self, partition: int, *, group: str, consumer: str, entry_id: str, message: bytes,
+        reason: str | None = None, deliveries: int = 0,
+    ) -> str | None:
+        """Move an owned entry to the back of its stream (reason None) or to the group's dead
+        letters with the reason; the new entry id, or None when this consumer no longer owns it."""
+        key_list = [keys.task_stream(partition, group), keys.dead_letters(partition, group)]
+        where = "queue" if reason is None else "dead"
+        args: list[Arg] = [group, consumer, entry_id, message, where, reason or "", str(deliveries)]
+        return reply_text(self._call("requeue", key_list, args)) or None
+
+    def revive(self, partition: int, *, group: str, entry_id: str, expected: bytes, message: bytes) -> str | None:
+        """Move a dead letter (still holding ``expected``) back onto its task stream as ``message``;
+        the new entry id, or None when the dead letter is gone."""
+        key_list = [keys.dead_letters(partition, group), keys.task_stream(partition, group), keys.groups(partition)]
+        args: list[Arg] = [group, entry_id, expected, message]
+        return reply_text(self._call("revive", key_list, args)) or None
