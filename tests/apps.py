@@ -134,12 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-deliveries", type=int, default=5)
     parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--orphan-ms", type=int, help="default: twice the lease")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(relativeCreated)d %(name)s %(message)s")
     settings = WorkerSettings(
         concurrency=args.concurrency, lease_ms=args.lease_ms, heartbeat_ms=args.heartbeat_ms,
         reclaim_ms=args.reclaim_ms, sweep_ms=args.sweep_ms, max_deliveries=args.max_deliveries,
-        shutdown_grace_s=args.grace,
+        shutdown_grace_s=args.grace, orphan_ms=args.orphan_ms or 2 * args.lease_ms,
     )
     scheduler = build(args.app, args.url, settings, args.group)
     scheduler.wait_for_ever(ready=lambda worker: print(f"ready {worker.consumer}", flush=True))
