@@ -56,11 +56,11 @@ from types import FrameType, ModuleType
 from typing import Any
 
 import redis
+
 from vow.coordinator import RedisStore, keys
 from vow.coordinator.scripts import SCRIPT_NAMES, source
-from vow.worker import Handle, Scheduler
-
 from vow.server import ServerProcess
+from vow.worker import Handle, Scheduler
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP = "bench"

@@ -23,6 +23,7 @@ from collections.abc import Generator
 from typing import Any
 
 import redis
+
 from vow.coordinator import RedisStore
 from vow.worker import Context, Scheduler
 

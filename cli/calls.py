@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+
 from vow.coordinator import State
 
 from . import tree as call_graph

@@ -29,13 +29,13 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO
 
 import click
+
 from vow.coordinator import RedisStore
 from vow.coordinator import streams as task_streams
 from vow.coordinator.errors import NotFound, VowError
-
+from vow.processes import DeadlineExceeded, ManagedProcess, wait_until
 from vow.server import ServerProcess, find_server_binary, free_port
 
 from .errors import ExitCode, fail
@@ -75,86 +75,10 @@ def show(text: str, prefix: str = "    ") -> None:
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = STEP_TIMEOUT_S) -> None:
     """Poll ``predicate`` until it holds, or raise :class:`DemoFailed` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
-        pause.wait(_POLL_S)
-
-
-class Service:
-    """A subprocess whose output (stdout and stderr) is collected line by line into a log file."""
-
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path, log: Path) -> None:
-        self.name = name
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._log: IO[str] = log.open("w", encoding="utf-8")
-        self.process = subprocess.Popen(
-            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,  # Ctrl-C is ours to forward
-        )
-        self._reader = threading.Thread(target=self._collect, name=f"demo-{name}", daemon=True)
-        self._reader.start()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def _collect(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            line = raw.rstrip("\n")
-            self._log.write(raw)
-            self._log.flush()
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def count(self, text: str) -> int:
-        with self._changed:
-            return sum(text in line for line in self.lines)
-
-    def wait_for_line(self, text: str, timeout: float = STEP_TIMEOUT_S) -> str:
-        """The first output line containing ``text``; raises :class:`DemoFailed` at the deadline or if
-        the process ends without printing it."""
-
-        def found() -> str | None:
-            return next((line for line in self.lines if text in line), None)
-
-        with self._changed:
-            ended = self._changed.wait_for(lambda: found() is not None or not self._reader.is_alive(), timeout)
-            line = found()
-        if line is not None:
-            return line
-        state = f"exited with code {self.process.poll()}" if not self._reader.is_alive() else "is still running"
-        raise DemoFailed(f"the {self.name} {state} without printing {text!r}"
-                         f"{'' if ended else f' within {timeout:.0f}s'}; last lines: {self.tail()}")
-
-    def tail(self, n: int = 5) -> str:
-        with self._changed:
-            return " | ".join(self.lines[-n:]) or "(no output)"
-
-    def check_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            raise DemoFailed(f"the {self.name} exited with code {code}; last lines: {self.tail()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(STOP_GRACE_S)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._log.close()
+    try:
+        wait_until(predicate, timeout=timeout, what=what, interval=_POLL_S)
+    except DeadlineExceeded as e:
+        raise DemoFailed(str(e)) from None
 
 
 def examples_root() -> Path:
@@ -239,9 +163,9 @@ class Demo:
              "every process below gets VOW_REDIS_URL set to it")
         return server.url
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> Service:
-        service = Service(name, argv, env or self.env, self.root, self.directory / f"{name}.log")
-        self.stack.callback(service.stop)
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> ManagedProcess:
+        service = ManagedProcess(name, argv, env=env or self.env, cwd=self.root, log=self.directory / f"{name}.log")
+        self.stack.callback(service.stop, STOP_GRACE_S)
         return service
 
     def run_vow(self, *args: str) -> str:
@@ -307,7 +231,7 @@ class Demo:
         say("Its call graph:")
         self.run_vow("tree", WORKFLOW_ID)
 
-    def suspended(self, *services: Service) -> bool:
+    def suspended(self, *services: ManagedProcess) -> bool:
         """The human's promise is pending and no worker of the workflow group holds a task."""
         for service in services:
             service.check_alive()
@@ -319,7 +243,7 @@ class Demo:
         stats = task_streams.group_stats(self.store, [WORKFLOW_GROUP])
         return waiting and all(s.pending == 0 and not s.lag for s in stats)
 
-    def finished(self, flow: Service) -> str:
+    def finished(self, flow: ManagedProcess) -> str:
         assert self.store is not None
         deadline = time.monotonic() + STEP_TIMEOUT_S
         while True:

@@ -12,6 +12,7 @@ import traceback
 from typing import Any, ClassVar
 
 import click
+
 from vow.coordinator.errors import (
     AlreadyCompleted,
     AlreadyExists,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
 from vow.coordinator import RedisStore
 from vow.coordinator.connection import DEFAULT_URL
 

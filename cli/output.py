@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+
 from vow.coordinator import DurablePromise
 from vow.coordinator.streams import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry
 from vow.coordinator.tasks import TaskMessage

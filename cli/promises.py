@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+
 from vow.coordinator import DurablePromise, State
 
 from .options import DURATION, JSON_TEXT, KEY_VALUE, json_option, open_store, url_option

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 import click
+
 from vow.coordinator import streams as task_streams
 from vow.coordinator.streams import GroupStats
 

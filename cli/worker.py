@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import click
+
 from vow.coordinator.store import RedisStore
 from vow.worker.scheduler import Scheduler
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import redis
+
 from vow.coordinator import RedisStore
 from vow.worker import Context, CreateDurablePromiseReq, Scheduler, WorkerSettings
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import redis
+
 from vow.coordinator import RedisStore
 from vow.coordinator.errors import ServerNotFound
-
 from vow.server import ClusterProcess, ServerProcess, find_server_binary
 
 #: a fixed starting time for the injected clock (2026-01-01T00:00:00Z)

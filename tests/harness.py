@@ -1,31 +1,28 @@
-"""Real worker processes for tests, and waiting on conditions with a deadline (never sleeping)."""
+"""Real worker processes for tests, and waiting on conditions with a deadline (never sleeping).
+
+Both build on ``vow.processes`` (the same helpers ``vow demo`` uses)."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from vow import processes
+from vow.processes import ManagedProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        threading.Event().wait(interval)
+    """``vow.processes.wait_until`` as a test failure: an AssertionError at the deadline."""
+    try:
+        return processes.wait_until(predicate, timeout=timeout, what=what, interval=interval)
+    except processes.DeadlineExceeded as e:
+        raise AssertionError(str(e)) from None
 
 
 def process_alive(pid: int) -> bool:
@@ -38,57 +35,24 @@ def process_alive(pid: int) -> bool:
     return not (status.exists() and "\nState:\tZ" in status.read_text())
 
 
-class WorkerProcess:
+class WorkerProcess(ManagedProcess):
     """``python -m tests.apps APP`` in a subprocess; output collected line by line."""
 
     def __init__(self, app: str, url: str, *extra: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.apps", app, "--url", url, *extra],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        super().__init__(
+            f"worker {app}", [sys.executable, "-m", "tests.apps", app, "--url", url, *extra],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=ROOT, new_session=False,
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
-        self.consumer = wait_until(self._ready, timeout=30, what=f"worker {app} to be ready").split()[1]
-
-    def _collect(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+        ready = wait_until(self._ready, timeout=30, what=f"worker {app} to be ready")
+        self.consumer = ready.split()[1]
 
     def _ready(self) -> str | None:
         if self.process.poll() is not None:
             raise AssertionError(f"worker exited early ({self.process.returncode}): {self.output}")
-        return next((line for line in self.lines if line.startswith("ready ")), None)
+        return self.first_line(lambda line: line.startswith("ready "))
 
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def signal(self, sig: int) -> None:
-        self.process.send_signal(sig)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-        self._close()
-
-    def _close(self) -> None:
-        self._reader.join(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-    def stop(self, timeout: float = 20) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._close()
-        return self.process.returncode
+    def stop(self, grace_s: float = 20) -> int:
+        return super().stop(grace_s)
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -36,6 +36,7 @@ from functools import partial
 from typing import Literal, Protocol
 
 import redis
+
 from vow.coordinator import AlreadyCompleted, AlreadyExists, DurablePromise, NotFound, State, Value, VowError, states
 from vow.coordinator.states import CompleteRequest, CreateRequest, Status, Transition
 

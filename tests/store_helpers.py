@@ -6,11 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.harness import wait_until  # noqa: F401  (the one deadline helper; re-exported)
 from vow.coordinator import AlreadyCompleted, AlreadyExists, DurablePromise, NotFound, RedisStore, State, Value, states
 from vow.coordinator.errors import PromiseError
 from vow.coordinator.states import Status
-
-from tests.harness import wait_until  # noqa: F401  (the one deadline helper; re-exported)
 
 #: what a store call answered: ("ok", promise) or (error class name, state named by the error)
 Outcome = tuple[str, Any]

@@ -7,14 +7,14 @@ import threading
 from typing import Any
 
 import pytest
+
+from tests.store_helpers import invoke
 from vow.cli import tree as call_graph
 from vow.coordinator import NotFound, RedisStore, StoreConnectionError, StoreError, ValidationError, keys
 from vow.coordinator import streams as task_streams
 from vow.coordinator.errors import DeadLetterNotFound
 from vow.coordinator.records import INVOKE_TAG
 from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task
-
-from tests.store_helpers import invoke
 from vow.server import free_port
 
 HOUR_MS = 3_600_000

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from vow.coordinator import RedisStore, keys
-from vow.worker import Scheduler
 
 from tests import apps
 from tests.harness import WorkerProcess, wait_until
+from vow.coordinator import RedisStore, keys
+from vow.worker import Scheduler
 
 LONG = os.environ.get("VOW_CHAOS_LONG") == "1"
 FLAGS = ("--lease-ms", "800", "--heartbeat-ms", "200", "--reclaim-ms", "150", "--sweep-ms", "50",

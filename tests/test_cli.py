@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner, Result
+
+from tests.store_helpers import invoke
 from vow.cli import ExitCode, cli
 from vow.cli.calls import DEFAULT_GROUP
 from vow.cli.output import WIDTH
 from vow.coordinator import RedisStore, State, keys
 from vow.coordinator import streams as task_streams
-
-from tests.store_helpers import invoke
 from vow.server import ServerProcess, free_port
 
 HOUR_MS = 3_600_000

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner
+
+from tests.harness import wait_until
 from vow.cli import ExitCode, cli
 from vow.coordinator import keys
 from vow.coordinator.tasks import TaskKind, TaskMessage
-
-from tests.harness import wait_until
 from vow.server import ServerProcess, free_port, port_is_taken
 
 #: seconds a started ``vow dev`` may take to answer PING, or a stopped one to exit

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+
+from tests.store_helpers import invoke
 from vow.cli import ExitCode, cli
 from vow.cli.output import WIDTH
 from vow.cli.streams import _rates
@@ -14,8 +16,6 @@ from vow.coordinator import RedisStore, keys
 from vow.coordinator import streams as task_streams
 from vow.coordinator.connection import connect
 from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task
-
-from tests.store_helpers import invoke
 
 HOUR_MS = 3_600_000
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from vow.cli import ExitCode, cli
-from vow.coordinator import RedisStore
 
 from tests.harness import ROOT, wait_until
+from vow.cli import ExitCode, cli
+from vow.coordinator import RedisStore
 
 VOW = str(Path(sys.executable).parent / "vow")
 

@@ -30,11 +30,11 @@ from urllib.parse import urlsplit
 import click
 import pytest
 from click.testing import CliRunner
-from vow.coordinator import RedisStore
-from vow.worker import Scheduler
 
 from tests.harness import ROOT
+from vow.coordinator import RedisStore
 from vow.server import ServerProcess, free_port
+from vow.worker import Scheduler
 
 COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"

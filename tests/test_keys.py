@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from redis.crc import key_slot
+
 from vow.coordinator import keys
 
 

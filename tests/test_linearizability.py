@@ -15,15 +15,6 @@ import random
 from collections.abc import Callable
 
 import pytest
-from vow.coordinator import (
-    AlreadyCompleted,
-    AlreadyExists,
-    DurablePromise,
-    NotFound,
-    RedisStore,
-    State,
-    StoreConnectionError,
-)
 
 from tests.linearizability import (
     UNKNOWN,
@@ -41,6 +32,15 @@ from tests.linearizability import (
     matches,
     observe,
     run_workload,
+)
+from vow.coordinator import (
+    AlreadyCompleted,
+    AlreadyExists,
+    DurablePromise,
+    NotFound,
+    RedisStore,
+    State,
+    StoreConnectionError,
 )
 
 LONG = os.environ.get("VOW_CHAOS_LONG") == "1"

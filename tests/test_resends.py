@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.conftest import Clock
 from vow.coordinator import Answer, ClaimStatus, RedisStore, State, Value, keys
 from vow.coordinator import lua as lua_module
 from vow.coordinator.tasks import TaskKind, TaskMessage
-
-from tests.conftest import Clock
 
 T = TypeVar("T")
 LEASE_MS = 10_000

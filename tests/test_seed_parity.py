@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.harness import ROOT, wait_until
 from vow.coordinator import RedisStore, State
 from vow.coordinator import streams as task_streams
 from vow.coordinator.errors import NotFound
-
-from tests.harness import ROOT, wait_until
 from vow.server import free_port
 
 EMAIL = "alice@example.com"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from vow.coordinator.errors import ServerNotFound, ServerStartError
 
 from tests.harness import process_alive
+from vow.coordinator.errors import ServerNotFound, ServerStartError
 from vow.server import ServerProcess, find_server_binary, port_is_taken
 
 

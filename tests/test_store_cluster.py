@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+
 from vow.coordinator import AlreadyCompleted, Callback, RedisStore, State, keys
 
 from .conftest import Clock, make_store

@@ -16,6 +16,7 @@ import itertools
 from dataclasses import dataclass
 
 import pytest
+
 from vow.coordinator import AlreadyCompleted, AlreadyExists, NotFound, RedisStore, State, ValidationError
 from vow.coordinator.records import TIMER_TAG
 

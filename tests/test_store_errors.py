@@ -9,6 +9,7 @@ from typing import Any
 import msgpack
 import pytest
 import redis
+
 from vow.coordinator import (
     AlreadyCompleted,
     AlreadyExists,
@@ -23,7 +24,6 @@ from vow.coordinator import (
 )
 from vow.coordinator import lua as lua_module
 from vow.coordinator.records import INVOKE_TAG
-
 from vow.server import free_port
 
 from .conftest import Clock

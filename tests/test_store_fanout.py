@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+
 from vow.coordinator import AlreadyCompleted, AlreadyExists, Callback, NotFound, RedisStore, State, keys
 from vow.coordinator import store as store_module
 from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task

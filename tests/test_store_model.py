@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
 from vow.coordinator import DurablePromise, RedisStore, State, keys
 from vow.coordinator.records import TIMER_TAG, decode_promise
 from vow.coordinator.states import Status, apply_timeout

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 from redis.connection import AbstractConnection
+
 from vow.coordinator import Callback, RedisStore
 
 from .conftest import Clock

@@ -12,9 +12,9 @@ import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from vow.coordinator import RedisStore, State, ValidationError, search
 from vow.coordinator.records import TIMER_TAG
-
 from vow.server import ServerProcess
 
 from .conftest import Clock

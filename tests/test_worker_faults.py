@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import redis
-from vow.coordinator import keys
-from vow.coordinator.tasks import TaskKind, TaskMessage
 
 from tests.harness import wait_until
 from vow import Context, RedisStore, Scheduler, State, WorkerSettings
+from vow.coordinator import keys
+from vow.coordinator.tasks import TaskKind, TaskMessage
 
 FAST = WorkerSettings(concurrency=2, lease_ms=300, heartbeat_ms=100, reclaim_ms=50, sweep_ms=50, orphan_ms=600,
                       shutdown_grace_s=1.0)

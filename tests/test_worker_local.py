@@ -8,6 +8,8 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
+
+from tests.harness import wait_until
 from vow.coordinator import RedisStore, State, keys
 from vow.coordinator.tasks import TaskKind, TaskMessage
 from vow.worker import (
@@ -23,8 +25,6 @@ from vow.worker import (
     ValueDecodeError,
     WorkerSettings,
 )
-
-from tests.harness import wait_until
 
 FAST = WorkerSettings(
     concurrency=4, lease_ms=2000, heartbeat_ms=300, reclaim_ms=200, sweep_ms=50, max_deliveries=3,

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from vow.coordinator import RedisStore, keys
-from vow.worker import Scheduler
 
 from tests import apps
 from tests.harness import WorkerProcess, wait_until
+from vow.coordinator import RedisStore, keys
 from vow.server import ServerProcess
+from vow.worker import Scheduler
 
 COUNT = apps.COUNT_PREFIX
 
