@@ -31,6 +31,7 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/quick.py
+	$(BIN)/python bench/durability.py
 
 clean:
 	rm -rf $(VENV) .vow .pytest_cache .mypy_cache .ruff_cache

@@ -24,7 +24,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from .errors import CorruptRecord, StoreConnectionError, StoreError
+from .errors import CorruptRecord, OutcomeUnknown, StoreConnectionError, StoreError
 
 __all__ = ["DEFAULT_URL", "connect", "redacted", "resolve_url", "translate_errors"]
 
@@ -83,8 +83,11 @@ def connect(url: str, *, socket_timeout: float | None = SOCKET_TIMEOUT_S) -> Any
 
 
 @contextmanager
-def translate_errors(url: str, key: str | None = None) -> Iterator[None]:
-    """Re-raise redis-py errors as Vow errors (connection family, corrupt record, store error)."""
+def translate_errors(url: str, key: str | None = None, *, change: bool = False) -> Iterator[None]:
+    """Re-raise redis-py errors as Vow errors (connection family, corrupt record, store error).
+
+    ``change``: the command changes state, so a connection error after sending it leaves the
+    outcome unknown (:class:`OutcomeUnknown`, naming ``key``)."""
     try:
         yield
     except (redis_errors.AuthenticationError, redis_errors.AuthorizationError) as e:
@@ -92,7 +95,10 @@ def translate_errors(url: str, key: str | None = None) -> Iterator[None]:
     except redis_errors.NoPermissionError as e:
         raise StoreConnectionError(redacted(url), f"permission denied by ACL ({e})") from e
     except (redis.ConnectionError, redis.TimeoutError) as e:
-        raise StoreConnectionError(redacted(url), str(e) or type(e).__name__) from e
+        reason = str(e) or type(e).__name__
+        if change and key is not None:
+            raise OutcomeUnknown(redacted(url), reason, key) from e
+        raise StoreConnectionError(redacted(url), reason) from e
     except redis.ResponseError as e:
         text = str(e)
         if "WRONGTYPE" in text and key is not None:

@@ -12,7 +12,9 @@ __all__ = [
     "CorruptRecord",
     "DeadLetterNotFound",
     "EncodingError",
+    "NotConfirmed",
     "NotFound",
+    "OutcomeUnknown",
     "PromiseError",
     "ServerNotFound",
     "ServerStartError",
@@ -77,6 +79,33 @@ class StoreConnectionError(StoreError):
         super().__init__(f"Redis unreachable at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class OutcomeUnknown(StoreConnectionError):
+    """A change was sent but no reply came back (after redis-py's resends): it may or may not
+    have taken effect. Retrying it is safe: creates and completions deduplicate by idempotency
+    key, and every script recognises a resend of itself."""
+
+    def __init__(self, url: str, reason: str, subject: str) -> None:
+        super().__init__(url, reason)
+        self.subject = subject
+
+    def __str__(self) -> str:
+        return f"outcome unknown for {self.subject}: Redis unreachable at {self.url}: {self.reason}"
+
+
+class NotConfirmed(StoreError):
+    """A change was applied on the primary but fewer replicas than asked (``RedisStore(replicas=
+    N)``) confirmed it within the timeout: it may be lost if the primary fails over now."""
+
+    def __init__(self, subject: str, wanted: int, confirmed: int, timeout_ms: int, what: str = "replicas") -> None:
+        super().__init__(
+            f"change to {subject} not confirmed by {wanted} {what} within {timeout_ms} ms ({confirmed} confirmed): "
+            "it is applied on the primary but may be lost on a failover"
+        )
+        self.subject = subject
+        self.wanted = wanted
+        self.confirmed = confirmed
 
 
 class CorruptRecord(StoreError):

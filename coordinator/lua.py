@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from . import keys
 from .connection import translate_errors
-from .errors import CorruptRecord, StoreError, ValidationError
+from .errors import CorruptRecord, NotConfirmed, StoreError, ValidationError
 from .keys import PromiseKeys
 from .records import DurablePromise, State, Value, decode_promise, pack_map, reply_text
 from .scripts import SCRIPT_NAMES, source
@@ -28,6 +30,7 @@ from .states import Status
 
 __all__ = [
     "Answer",
+    "Durability",
     "Callback",
     "Claim",
     "ClaimStatus",
@@ -48,6 +51,32 @@ def request_id() -> str:
 
 def _flag(value: bool) -> str:
     return "1" if value else "0"
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """Wait after every script call until ``replicas`` replicas have the change (``WAIT``), or,
+    with ``local_fsync``, until this server and ``replicas`` replicas have written it to their
+    AOF with fsync (``WAITAOF``); :class:`NotConfirmed` when they fall short in ``timeout_ms``."""
+
+    replicas: int
+    timeout_ms: int
+    local_fsync: bool = False
+
+    def command(self) -> tuple[Any, ...]:
+        if self.local_fsync:
+            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def check(self, subject: str, reply: Any) -> None:
+        if self.local_fsync:
+            local, replicas = (int(n) for n in reply)
+            if local < 1:
+                raise NotConfirmed(subject, 1, local, self.timeout_ms, "local AOF fsyncs")
+        else:
+            replicas = int(reply)
+        if replicas < self.replicas:
+            raise NotConfirmed(subject, self.replicas, replicas, self.timeout_ms)
 
 
 # -- request parts ------------------------------------------------------------------------------
@@ -152,9 +181,11 @@ class Scripts:
     """The registered scripts of one client, one typed method each."""
 
     def __init__(self, client: Any, *, url: str, shebang: bool = True,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, durability: Durability | None = None) -> None:
+        self._client = client
         self._url = url
         self._clock = clock
+        self._durability = durability
         self._scripts = {name: client.register_script(source(name, shebang=shebang)) for name in SCRIPT_NAMES}
 
     def sha(self, name: str) -> str:
@@ -162,8 +193,32 @@ class Scripts:
 
     def _call(self, name: str, key_list: Sequence[str], args: Sequence[Arg]) -> Any:
         now = "" if self._clock is None else str(int(self._clock()))
-        with translate_errors(self._url, key_list[0]):
-            return self._scripts[name](keys=list(key_list), args=[now, request_id(), *args])
+        full = [now, request_id(), *args]
+        with translate_errors(self._url, key_list[0], change=name != "get"):
+            if self._durability is None:
+                return self._scripts[name](keys=list(key_list), args=full)
+            return self._call_durably(name, list(key_list), full, self._durability)
+
+    def _call_durably(self, name: str, key_list: list[str], args: list[Arg], durability: Durability) -> Any:
+        """The script and the wait in one round trip on one connection (WAIT counts the writes of
+        the connection it is sent on). After NOSCRIPT the script is loaded and the pair sent
+        again: the same request id makes that a recognised resend."""
+        script = self._scripts[name]
+        for _ in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.execute_command("EVALSHA", script.sha, len(key_list), *key_list, *args)
+            pipe.execute_command(*durability.command())
+            reply, waited = pipe.execute(raise_on_error=False)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                self._client.script_load(script.script)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(waited, Exception):
+                raise waited
+            durability.check(key_list[0], waited)
+            return reply
+        raise StoreError(f"script {name} could not be loaded")
 
     # -- promises -------------------------------------------------------------------------------
 

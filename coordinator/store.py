@@ -24,7 +24,7 @@ from . import keys
 from .connection import connect, redacted, resolve_url, translate_errors
 from .errors import AlreadyCompleted, AlreadyExists, NotFound, StoreError, ValidationError
 from .executions import TaskStore
-from .lua import Callback, Completion, Invoke, Scripts, request_id
+from .lua import Callback, Completion, Durability, Invoke, Scripts, request_id
 from .records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, Value, decode_promise
 from .search import SearchPage, search_promises
 from .states import Status
@@ -55,6 +55,12 @@ class RedisStore:
     ``client`` injects a ready redis-py client (tests use fakeredis); such a store opens no other
     connection. ``shebang=False`` sends the scripts without their ``#!lua`` line, for a client
     whose Lua cannot parse it (fakeredis's); a real server always gets it.
+
+    ``replicas=N`` makes every state change wait until N replicas have it (``WAIT``, in the same
+    round trip) and raise :class:`~vow.coordinator.errors.NotConfirmed` when they fall short
+    within ``replica_timeout_ms``; with ``local_fsync=True`` it waits for the AOF fsync of this
+    server and of N replicas instead (``WAITAOF``; Redis 7.2+ / Valkey, AOF on). Standalone
+    servers only (a cluster refuses the option).
     """
 
     def __init__(
@@ -65,11 +71,19 @@ class RedisStore:
         clock: Callable[[], int] | None = None,
         max_data_bytes: int = MAX_DATA_BYTES,
         shebang: bool = True,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+        local_fsync: bool = False,
     ) -> None:
+        if replicas < 0 or replica_timeout_ms < 0:
+            raise ValidationError("replicas and replica_timeout_ms must not be negative")
         self.url = resolve_url(url)
         self.clock = clock
         self.max_data_bytes = max_data_bytes
         self.shebang = shebang
+        self.durability = (
+            Durability(replicas, replica_timeout_ms, local_fsync) if replicas or local_fsync else None
+        )
         self._client = client
         self._injected = client is not None
         self._scripts: Scripts | None = None
@@ -95,7 +109,10 @@ class RedisStore:
         if self._scripts is None:
             with self._lock:
                 if self._scripts is None:
-                    self._scripts = Scripts(self.client, url=self.url, shebang=self.shebang, clock=self.clock)
+                    if self.durability is not None and isinstance(self.client, redis.RedisCluster):
+                        raise ValidationError("replicas=/local_fsync= are not supported on a Redis Cluster yet")
+                    self._scripts = Scripts(self.client, url=self.url, shebang=self.shebang, clock=self.clock,
+                                            durability=self.durability)
         return self._scripts
 
     @property

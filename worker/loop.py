@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vow.coordinator import keys
-from vow.coordinator.errors import StoreConnectionError, VowError
+from vow.coordinator.errors import NotConfirmed, StoreConnectionError, VowError
 from vow.coordinator.executions import Delivery
 from vow.coordinator.lua import Answer, ClaimStatus
 from vow.coordinator.records import State
@@ -307,7 +307,7 @@ class Worker:
         except Abandoned:
             outcome = "released (stopping)"
             self._give_back(held, counted=False)
-        except StoreConnectionError as e:
+        except (StoreConnectionError, NotConfirmed) as e:
             outcome = f"interrupted ({e}); left for reclaim"
         except Exception as e:  # a bug in Vow itself: keep the worker alive, leave the entry pending
             outcome = f"internal error {type(e).__name__}: {e}"
