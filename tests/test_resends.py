@@ -129,3 +129,19 @@ def _read_one(store: RedisStore, promise_id: str) -> Any:
 
 def _delivery(store: RedisStore, promise_id: str) -> Any:
     return _read_one(store, promise_id)
+
+
+def test_a_resent_create_answers_as_written_though_the_promise_moved_on(
+    store: RedisStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by tests/test_linearizability_faults.py: a create whose reply was lost, resent after
+    # another client had resolved the promise, answered with the resolved record — an answer no
+    # linearization of the create allows.
+    monkeypatch.setattr(lua_module, "request_id", lambda: "the-create")
+    first = store.create("p", clock.now + 60_000, ikey="k", data="param")
+    monkeypatch.undo()
+    store.resolve("p", data="value")
+    monkeypatch.setattr(lua_module, "request_id", lambda: "the-create")
+    again = store.create("p", clock.now + 60_000, ikey="k", data="param")
+    assert again == first and again.pending
+    assert store.get("p").state is State.RESOLVED

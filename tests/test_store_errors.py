@@ -295,9 +295,10 @@ def same_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_resent_create_is_not_already_exists(store: RedisStore, clock: Clock, same_request_id: None) -> None:
-    first = store.create("p", clock.now + 1000, data=b"d")  # no idempotency key
-    clock.advance(1)
-    again = store.create("p", clock.now + 1000, data=b"d")
+    timeout = clock.now + 1000
+    first = store.create("p", timeout, data=b"d")  # no idempotency key
+    clock.advance(1)  # a resend is the same request (same timeout), sent a little later
+    again = store.create("p", timeout, data=b"d")
     assert plain(again) == plain(first)
 
 

@@ -25,7 +25,8 @@
 -- Returns {status, record fields}: status is created | dedup | exists | past (timeout <= now);
 -- except that a record written just now as requested returns {'fresh', created_on} (the caller
 -- has every other field already; this keeps the reply small).
--- Resend: the record's create request id (rqc) is this request's: answered 'created'.
+-- Resend: the record's create request id (rqc) is this request's: answered as the first run was
+-- ('fresh' with the same created_on), whatever happened to the promise since.
 
 local K = promise_keys(1)
 local now = clock(ARGV[1])
@@ -40,9 +41,13 @@ end
 
 if redis.call('EXISTS', K.p) == 1 then
   timeout_if_due(K, id, now)
-  local f = redis.call('HMGET', K.p, 'state', 'ikc', 'rqc')
+  local f = redis.call('HMGET', K.p, 'state', 'ikc', 'rqc', 'co')
   local status = 'exists'
   if f[3] == rid then
+    -- A resend of the create that wrote this record: answer as the first run did, even if the
+    -- promise has moved on since (its first answer was the record as written, 'fresh', unless
+    -- its timeout had already passed then).
+    if completed_state ~= '' or tonumber(ARGV[4]) > tonumber(f[4]) then return {'fresh', f[4]} end
     status = 'created'
   elseif ikey ~= '' and f[2] == ikey and ((not strict) or f[1] == 'PENDING') then
     status = 'dedup'
