@@ -6,7 +6,7 @@ through ``tests/faultproxy.py`` while it drops replies and resets connections on
 schedule. A call that fails is recorded as *unknown* (it may or may not have taken effect), as
 the caller sees it: an ``OutcomeUnknown`` naming the promise. Every history must still be
 linearizable against ``states.py`` — a resent script that applied twice, or a lost write that a
-later read missed, would not be. ``make chaos`` (VOW_CHAOS_LONG=1) runs 50 seeds instead of 5.
+later read missed, would not be. ``make chaos`` (VOW_CHAOS_LONG=1) runs 50 more seeds.
 """
 
 from __future__ import annotations
@@ -22,13 +22,25 @@ from vow import OutcomeUnknown, RedisStore, VowError
 
 LONG = os.environ.get("VOW_CHAOS_LONG") == "1"
 SEED_BASE = 9_000
-RUNS = 50 if LONG else 5
+RUNS = 5
+LONG_RUNS = 50
 OPS = 1_000
 THREADS = 16
 
 
 @pytest.mark.parametrize("seed", range(SEED_BASE, SEED_BASE + RUNS))
 def test_linearizable_under_lost_replies_and_resets(redis_url: str, seed: int) -> None:
+    run_and_check(redis_url, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LONG, reason="the full-size runs need VOW_CHAOS_LONG=1")
+@pytest.mark.parametrize("seed", range(SEED_BASE + RUNS, SEED_BASE + RUNS + (LONG_RUNS if LONG else 1)))
+def test_linearizable_under_lost_replies_and_resets_long(redis_url: str, seed: int) -> None:
+    run_and_check(redis_url, seed)
+
+
+def run_and_check(redis_url: str, seed: int) -> None:
     parts = urlsplit(redis_url)
     assert parts.hostname is not None and parts.port is not None
     with FaultProxy(parts.hostname, parts.port, seed=seed) as proxy:
