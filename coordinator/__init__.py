@@ -16,6 +16,8 @@ from .errors import (
     NotFound,
     OutcomeUnknown,
     PromiseError,
+    ScheduleExists,
+    ScheduleNotFound,
     ServerNotFound,
     ServerStartError,
     StoreConnectionError,
@@ -26,6 +28,7 @@ from .errors import (
 from .executions import Delivery, TaskStore
 from .lua import Answer, Callback, Claim, ClaimStatus, Completion, Invoke
 from .records import DurablePromise, State, Value
+from .schedules import Schedule
 from .search import SearchPage
 from .store import RedisStore
 
@@ -46,6 +49,9 @@ __all__ = [
     "NotFound",
     "OutcomeUnknown",
     "PromiseError",
+    "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "RedisStore",
     "SearchPage",
     "ServerNotFound",

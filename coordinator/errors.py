@@ -16,6 +16,8 @@ __all__ = [
     "NotFound",
     "OutcomeUnknown",
     "PromiseError",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "ServerNotFound",
     "ServerStartError",
     "StoreConnectionError",
@@ -58,6 +60,23 @@ class AlreadyCompleted(PromiseError):
     def __init__(self, promise_id: str, state: str) -> None:
         super().__init__(promise_id, f"promise {promise_id!r} is already completed (state {state})")
         self.state = state
+
+
+class ScheduleNotFound(NotFound):
+    """No schedule has this id."""
+
+    def __init__(self, schedule_id: str) -> None:
+        PromiseError.__init__(self, schedule_id, f"schedule {schedule_id!r} not found")
+
+
+class ScheduleExists(AlreadyExists):
+    """A schedule with this id exists and the create was not a deduplicated retry."""
+
+    def __init__(self, schedule_id: str) -> None:
+        PromiseError.__init__(
+            self, schedule_id, f"schedule {schedule_id!r} already exists (with another idempotency key)"
+        )
+        self.state = "schedule"
 
 
 class ValidationError(VowError, ValueError):

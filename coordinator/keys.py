@@ -33,6 +33,12 @@ from a KEYS entry by ``derive()`` in ``scripts/_lib.lua``: the entry's partition
 the stream of its group *in the completed promise's partition*, a subscription into an inbox of
 that partition, and the sweeps reach the records of due ids. Same base, same hash tag, same slot
 (the cluster test suite checks every key's slot). :func:`derive` here is the same rule in Python.
+
+Schedules live in the partition of their id, like promises::
+
+    vow:{T}:sched:<id>      hash    a schedule (fields in coordinator/schedules.py)
+    vow:{T}:sched-due       zset    schedule id -> next tick (epoch ms); the schedule pass's index
+    vow:{T}:sched-idx       zset    schedule id -> created_on (epoch ms); listing
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ __all__ = [
     "partition_of",
     "promise",
     "subscriptions",
+    "schedule",
+    "schedules_due",
+    "schedules_index",
     "sweep_lock",
     "tag",
     "task_stream",
@@ -147,6 +156,16 @@ def inbox(partition: int, listener: str) -> str:
 
 def schedule(schedule_id: str) -> str:
     return f"{_base(partition_of(schedule_id))}sched:{schedule_id}"
+
+
+def schedules_due(partition: int) -> str:
+    """Schedule id -> its next tick (epoch ms): the schedule pass reads only the due part."""
+    return f"{_base(partition)}sched-due"
+
+
+def schedules_index(partition: int) -> str:
+    """Schedule id -> created_on (epoch ms): listing and search."""
+    return f"{_base(partition)}sched-idx"
 
 
 @dataclass(frozen=True, slots=True)

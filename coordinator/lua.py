@@ -360,3 +360,33 @@ class Scripts:
         key_list = [keys.dead_letters(partition, group), keys.task_stream(partition, group), keys.groups(partition)]
         args: list[Arg] = [group, entry_id, expected, message]
         return reply_text(self._call("revive", key_list, args)) or None
+
+    # -- schedules ------------------------------------------------------------------------------
+
+    def schedule_create(
+        self, schedule_id: str, *, cron: str, timezone: str, promise_id: str, promise_timeout: int,
+        promise_headers: dict[str, str], promise_data: bytes | None, promise_tags: dict[str, str],
+        ikey: str | None, description: str, first_tick: int,
+    ) -> tuple[str, dict[bytes, bytes]]:
+        """Create a schedule: (created | dedup | exists, the stored record's fields)."""
+        p = keys.partition_of(schedule_id)
+        key_list = [keys.schedule(schedule_id), keys.schedules_due(p), keys.schedules_index(p)]
+        args: list[Arg] = [
+            schedule_id, cron, timezone, promise_id, str(promise_timeout), pack_map(promise_headers),
+            _flag(promise_data is not None), promise_data or b"", pack_map(promise_tags), ikey or "", description,
+            str(first_tick),
+        ]
+        word, fields = self._call("schedule_create", key_list, args)
+        return reply_text(word), _fields(fields)
+
+    def schedule_delete(self, schedule_id: str) -> bool:
+        p = keys.partition_of(schedule_id)
+        key_list = [keys.schedule(schedule_id), keys.schedules_due(p), keys.schedules_index(p)]
+        return bool(self._call("schedule_delete", key_list, [schedule_id]))
+
+    def schedule_advance(self, schedule_id: str, *, due: int, fired: int, promise_id: str, next_tick: int) -> bool:
+        """Move the schedule from tick ``due`` to ``next_tick`` (recording ``fired``); False when
+        another process moved it first."""
+        key_list = [keys.schedule(schedule_id), keys.schedules_due(keys.partition_of(schedule_id))]
+        args: list[Arg] = [schedule_id, str(due), str(fired), promise_id, str(next_tick)]
+        return reply_text(self._call("schedule_advance", key_list, args)) == "advanced"

@@ -34,7 +34,7 @@ import msgpack
 
 from .errors import CorruptRecord
 
-__all__ = ["DurablePromise", "State", "Value", "decode_promise", "pack_map"]
+__all__ = ["DurablePromise", "State", "Value", "decode_promise", "pack_map", "reply_text", "unpack_map"]
 
 #: the tags the store gives a meaning (Resonate's wire convention): a timer resolves on timeout,
 #: an invoke tag routes the promise's task to a logic group. (The SDK's own vow:* tags are in
@@ -159,6 +159,11 @@ def _map(key: str, name: str, raw: object) -> Mapping[str, str]:
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in obj.items()):
         raise CorruptRecord(key, f"field {name!r} is not a map of strings")
     return _frozen(obj)
+
+
+def unpack_map(key: str, name: str, raw: object) -> Mapping[str, str]:
+    """A msgpack map of strings from a record field (absent = empty), or :class:`CorruptRecord`."""
+    return _map(key, name, raw)
 
 
 def _optional_text(key: str, name: str, raw: object) -> str | None:

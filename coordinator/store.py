@@ -26,6 +26,7 @@ from .errors import AlreadyCompleted, AlreadyExists, NotFound, StoreError, Valid
 from .executions import TaskStore
 from .lua import Callback, Completion, Durability, Invoke, Scripts, request_id
 from .records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, Value, decode_promise
+from .schedules import ScheduleStore
 from .search import SearchPage, search_promises
 from .states import Status
 from .tasks import TaskKind, TaskMessage, invoke_data, invoke_target, parse_invoke_data
@@ -91,6 +92,7 @@ class RedisStore:
         self._offset_ms = 0
         self._offset_measured = float("-inf")
         self.tasks = TaskStore(self)
+        self.schedules = ScheduleStore(self)
 
     # -- connection -------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ Threads of one worker:
 - a maintenance thread: heartbeats (lease + entry idle time) every ``heartbeat_ms``, takes over
   entries idle past ``lease_ms`` (``XAUTOCLAIM``) every ``reclaim_ms``, and runs the store's
   timeout sweep every ``sweep_ms`` (a per-partition lock keeps concurrent workers from repeating
-  it; a double run is harmless anyway), and every ``reclaim_ms`` the orphan sweep: executions
+  it; a double run is harmless anyway) and the schedule pass (``coordinator/schedules.py``), and
+  every ``reclaim_ms`` the orphan sweep: executions
   whose lease lapsed ``orphan_ms`` ago with nobody claiming them again are re-queued (their task
   entry was lost), so no pending promise is stranded.
 
@@ -464,6 +465,7 @@ class Worker:
     def _sweep(self) -> None:
         if not self.stopping.is_set():
             self.store.sweep(lock_ms=max(1, self.settings.sweep_ms - 50))
+            self.store.schedules.run_due()
 
     def _sweep_orphans(self) -> None:
         if not self.stopping.is_set():

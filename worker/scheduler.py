@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
+import json
 import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, overload
 
-from vow.coordinator.errors import AlreadyExists
-from vow.coordinator.records import DurablePromise
+from vow.coordinator.errors import AlreadyExists, ScheduleExists
+from vow.coordinator.records import INVOKE_TAG, DurablePromise
+from vow.coordinator.schedules import Schedule
 from vow.coordinator.store import RedisStore
+from vow.coordinator.tasks import invoke_data
 from vow.coordinator.validate import check_group
 
 from .codec import outcome_of
@@ -45,6 +49,8 @@ _deferred = 0
 
 #: default timeout of a root execution started with run()/rpc(): one year, in seconds
 DEFAULT_TIMEOUT_S = 365 * 24 * 3600
+#: default timeout of a scheduled run after its tick: one day, in seconds
+DEFAULT_SCHEDULED_TIMEOUT_S = 24 * 3600
 
 
 class Handle:
@@ -230,6 +236,44 @@ class Scheduler:
         if not isinstance(func, str):
             func = getattr(func, "__name__", "")
         return self._start(id, func, check_group(target or self.group), args, kwargs)
+
+    def schedule(
+        self,
+        schedule_id: str,
+        cron: str,
+        func: Callable[..., Any] | str,
+        *args: Any,
+        timezone: str = "UTC",
+        promise_timeout_s: float = DEFAULT_SCHEDULED_TIMEOUT_S,
+        description: str = "",
+        **kwargs: Any,
+    ) -> Schedule:
+        """Run ``func(ctx, *args, **kwargs)`` in this group at every tick of ``cron``.
+
+        Each tick creates the promise ``{schedule_id}.{tick ms}``, which invokes ``func`` here;
+        it times out ``promise_timeout_s`` after its tick. Idempotent: calling it again with the
+        same definition (every start of the program) keeps the schedule; a changed definition
+        replaces it."""
+        name = self.registry.name_for(func) if not isinstance(func, str) else func
+        data = invoke_data(name, args, kwargs)
+        tags = {INVOKE_TAG: f"poll://{self.group}", FUNC_TAG: name}
+        timeout_ms = max(1, int(promise_timeout_s * 1000))
+        definition = json.dumps([cron, timezone, data, self.group, timeout_ms, description], sort_keys=True)
+        ikey = "app:" + hashlib.sha256(definition.encode()).hexdigest()[:32]
+        template = f"{schedule_id}.{{{{.timestamp}}}}"
+
+        def create() -> Schedule:
+            return self.store.schedules.create(
+                schedule_id, cron, template, timeout_ms, promise_data=data, promise_tags=tags, ikey=ikey,
+                description=description, timezone=timezone,
+            )
+
+        try:
+            return create()
+        except ScheduleExists:
+            log.info("schedule %r changed; replacing it", schedule_id)
+            self.store.schedules.delete(schedule_id)
+            return create()
 
     def get(self, id: str) -> Handle:
         """A handle to an existing execution (raises ``NotFound``)."""

@@ -19,6 +19,8 @@ SCRIPT_NAMES = (
     "create", "complete", "get", "register", "sweep",
     # task executions and streams
     "claim", "heartbeat", "touch", "settle", "suspend", "release", "ack", "requeue", "revive", "orphans",
+    # schedules
+    "schedule_create", "schedule_delete", "schedule_advance",
 )
 SHEBANG = "#!lua"
 
