@@ -201,7 +201,10 @@ class ServerProcess:
                 try:
                     # Ready when *our* process answers (not whatever else may hold the port).
                     info = client.info("server")
-                    if self.process is None or int(info.get("process_id", -1)) == self.process.pid:
+                    ours = self.process is None or int(info.get("process_id", -1)) == self.process.pid
+                    # A restarted server answers INFO while it still loads its AOF, and refuses
+                    # other commands until it is done: ready means loaded.
+                    if ours and not int(client.info("persistence").get("loading", 0)):
                         return
                 except (redis.AuthenticationError, redis.ResponseError) as e:
                     if "NOAUTH" in str(e) or isinstance(e, redis.AuthenticationError):
