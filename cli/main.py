@@ -14,6 +14,7 @@ from .demo import demo
 from .dev import dev
 from .errors import VowGroup
 from .promises import promises
+from .schedules import schedules
 from .streams import streams
 from .worker import worker
 
@@ -40,6 +41,7 @@ cli.add_command(promises)
 cli.add_command(invoke)
 cli.add_command(tree)
 cli.add_command(streams)
+cli.add_command(schedules)
 
 cli.add_command(worker)
 cli.add_command(demo)

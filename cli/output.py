@@ -11,12 +11,13 @@ import json
 import textwrap
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from vow.coordinator import DurablePromise
+from vow.coordinator import DurablePromise, Schedule
 from vow.coordinator.streams import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry
 from vow.coordinator.tasks import TaskMessage
 
@@ -32,8 +33,11 @@ __all__ = [
     "format_pending",
     "format_promise",
     "format_promise_table",
+    "format_schedule",
+    "format_schedule_table",
     "format_tree",
     "promise_json",
+    "schedule_json",
 ]
 
 #: columns every text output fits in
@@ -249,3 +253,82 @@ def format_dead_letters(letters: Sequence[DeadLetter]) -> str:
         deliveries = "?" if d.deliveries is None else str(d.deliveries)
         lines.append(_row((d.ref, _function(d.task, d.problem), deliveries, d.reason), widths, frozenset({2})))
     return "\n".join(lines)
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    """A schedule's JSON form: its record, promise data decoded as :func:`promise_json` does."""
+    record = schedule.to_dict()
+    record["promiseData"] = decode_data(schedule.promise_data)
+    return record
+
+
+def _zone(name: str) -> tzinfo | None:
+    if name in ("", "UTC"):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _tick(ms: int | None, zone: tzinfo | None) -> str:
+    """A tick in UTC, preceded by its local time when the schedule has a time zone."""
+    if ms is None or zone is None:
+        return timestamp(ms)
+    local = datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"{local} = {timestamp(ms)}"
+
+
+def format_schedule(schedule: Schedule, now: int | None = None) -> str:
+    """A schedule as a labelled record; the next tick in human time and in epoch ms."""
+    now = now_ms() if now is None else now
+    zone = _zone(schedule.timezone)
+    rows = [
+        ("id", schedule.id),
+        ("description", schedule.description or "-"),
+        ("cron", schedule.cron),
+        ("time zone", schedule.timezone or "UTC"),
+        ("next tick", f"{_tick(schedule.next_tick, zone)} ({relative(schedule.next_tick, now)})"),
+        ("next tick ms", str(schedule.next_tick)),
+        ("last tick", _tick(schedule.last_tick, zone)),
+        ("last promise", schedule.last_promise_id or "-"),
+        # what each tick's promise gets
+        ("promise id", schedule.promise_id),
+        ("timeout", f"{format_duration(schedule.promise_timeout)} after its tick"),
+        ("tags", _pairs(schedule.promise_tags)),
+        ("data", data_text(schedule.promise_data)),
+        ("headers", _pairs(schedule.promise_headers)),
+        ("created", f"{timestamp(schedule.created_on)} ({relative(schedule.created_on, now)})"),
+        ("create ikey", schedule.idempotency_key or "-"),
+    ]
+    return "\n".join(_line(label, text) for label, text in rows)
+
+
+def _split(available: int, first: int, second: int) -> tuple[int, int]:
+    """Widths of two columns that want ``first`` and ``second`` and share ``available``."""
+    if first + second <= available:
+        return first, second
+    half = available // 2
+    if first <= half:
+        return first, available - first
+    if second <= available - half:
+        return available - second, second
+    return half, available - half
+
+
+def format_schedule_table(schedules: Sequence[Schedule], now: int | None = None) -> str:
+    """One row per schedule: id, cron, time zone, next tick (relative), last promise."""
+    now = now_ms() if now is None else now
+    rows = [
+        (s.id, s.cron, s.timezone or "UTC", relative(s.next_tick, now), s.last_promise_id or "-") for s in schedules
+    ]
+    headers = ("ID", "CRON", "TIME ZONE", "NEXT TICK", "LAST PROMISE")
+    # Cron, zone and next tick take what they need up to a cap; id and last promise share the rest.
+    caps = {1: 20, 2: 16, 3: 12}
+    middle = [min(cap, max([len(headers[i]), *(len(r[i]) for r in rows)])) for i, cap in caps.items()]
+    wanted = [max([len(headers[i]), *(len(r[i]) for r in rows)]) for i in (0, 4)]
+    id_width, last_width = _split(WIDTH - sum(middle) - 2 * (len(headers) - 1), *wanted)
+    return _table(headers, (id_width, *middle, last_width), rows)
