@@ -21,7 +21,7 @@ if redis.call('HGET', X, 'w') == '1' then
   redis.call('HSET', X, 'w', '0')
   return answer(X, rid, 'wake')
 end
-redis.call('HDEL', X, 'o', 'l', 'w', 'r')
+redis.call('HDEL', X, 'o', 'l', 'w', 'r', 'g', 'm')  -- g, m: only a held lease needs them
 redis.call('ZREM', LEASES, ARGV[3])
 if ARGV[6] ~= '' then ack_entry(KEYS[3], ARGV[5], ARGV[6]) end
 return answer(X, rid, 'ok')
