@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
@@ -105,12 +106,30 @@ def chaos_flow(ctx: Context, i: int) -> Generator[Any, Any, int]:
     return int(a + b + c)
 
 
+# -- schedules (tests/test_schedules.py) ---------------------------------------------------------
+
+
+def scheduled_tick(ctx: Context) -> dict[str, Any]:
+    """Run by each tick of a schedule: counts its run per promise (``tick:<promise id>``) and tells
+    which process ran it and what that process's own clock said."""
+    bump(ctx, f"tick:{ctx.id}")
+    return {"pid": os.getpid(), "local_ms": int(time.time() * 1000)}
+
+
+def skew_clock(seconds: float) -> None:
+    """Move this process's ``time.time`` by ``seconds`` (a machine whose clock is off)."""
+    real = time.time
+    time.time = lambda: real() + seconds
+    print(f"clock skew {seconds:+g}s", flush=True)
+
+
 APPS: dict[str, tuple[str, list[Callable[..., Any]]]] = {
     "email": ("email-service", [send_email]),
     "workflow": ("workflow-service", [workflow, step3]),
     "crash": ("crash", [crash_workflow, slow_step]),
     "waiter": ("waiters", [waiter]),
     "chaos": ("chaos", [chaos_flow, work]),
+    "ticks": ("ticks", [scheduled_tick]),
 }
 
 
@@ -136,7 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-deliveries", type=int, default=5)
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--orphan-ms", type=int, help="default: twice the lease")
+    parser.add_argument("--clock-skew-s", type=float, default=0.0, help="move this process's time.time")
     args = parser.parse_args(argv)
+    if args.clock_skew_s:
+        skew_clock(args.clock_skew_s)  # before anything reads the clock
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(relativeCreated)d %(name)s %(message)s")
     settings = WorkerSettings(
         concurrency=args.concurrency, lease_ms=args.lease_ms, heartbeat_ms=args.heartbeat_ms,
