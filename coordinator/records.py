@@ -172,7 +172,10 @@ def _optional_text(key: str, name: str, raw: object) -> str | None:
 
 def decode_promise(key: str, fields: Mapping[bytes, bytes] | Mapping[str, bytes]) -> DurablePromise:
     """Build a :class:`DurablePromise` from a record hash, or raise :class:`CorruptRecord`."""
-    f: dict[str, bytes] = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+    try:
+        f: dict[str, bytes] = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+    except UnicodeDecodeError as e:
+        raise CorruptRecord(key, "a field name is not UTF-8") from e
     state_text = _text(key, "state", f.get("state"))
     try:
         state = State(state_text)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -45,7 +46,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, CroniterNotAlph
 
 from . import keys
 from .connection import translate_errors
-from .errors import CorruptRecord, ScheduleExists, ScheduleNotFound, ValidationError
+from .errors import CorruptRecord, ScheduleExists, ScheduleNotFound, ValidationError, VowError
 from .records import INVOKE_TAG, pack_map, unpack_map
 from .search import Glob
 from .states import Status
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from .store import RedisStore
 
 __all__ = ["SCHEDULE_TAG", "Schedule", "SchedulePage", "ScheduleStore", "latest_tick", "next_tick", "render"]
+
+log = logging.getLogger("vow.schedules")
 
 #: the tag every promise a schedule creates carries (Resonate's name)
 SCHEDULE_TAG = "resonate:schedule"
@@ -78,7 +81,7 @@ def check_cron(cron: object) -> str:
     if not isinstance(cron, str) or not cron.strip():
         raise ValidationError("cron must be a non-empty string such as '0 9 * * *'")
     try:
-        croniter(cron, datetime(2026, 1, 1, tzinfo=UTC))
+        croniter(cron, datetime(2026, 1, 1, tzinfo=UTC)).get_next(float)  # parses, and ever fires
     except (CroniterBadCronError, CroniterNotAlphaError, CroniterBadDateError, ValueError, KeyError) as e:
         raise ValidationError(f"invalid cron expression {cron!r}: {e}") from e
     return cron
@@ -110,8 +113,22 @@ def check_template(template: object) -> str:
     rest = template.replace(_ID_FIELD, "").replace(_TIME_FIELD, "")
     if "{{" in rest or "}}" in rest:
         raise ValidationError(f"promise id template {template!r}: only {_ID_FIELD} and {_TIME_FIELD} are known")
-    check_id(render(template, "x", 0), "promise id template")
     return template
+
+
+#: a tick as long as any will be (epoch ms, 13 digits until the year 2286)
+_LONGEST_TICK = 9_999_999_999_999
+
+
+def _check_ticks(schedule_id: str, template: str) -> None:
+    """Every tick's promise id and idempotency key fit the store's limits (checked before the
+    schedule exists, so no tick can fail on them later)."""
+    check_id(render(template, schedule_id, _LONGEST_TICK), "promise id rendered from the template")
+    check_id(_tick_ikey(schedule_id, _LONGEST_TICK), "tick idempotency key (schedule:<id>:<tick>)")
+
+
+def _tick_ikey(schedule_id: str, tick: int) -> str:
+    return f"schedule:{schedule_id}:{tick}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +225,7 @@ class ScheduleStore:
         check_cron(cron)
         _zone(timezone)
         check_template(promise_id)
+        _check_ticks(schedule_id, promise_id)
         if isinstance(promise_timeout, bool) or not isinstance(promise_timeout, int) or promise_timeout <= 0:
             raise ValidationError(f"promise timeout must be a positive number of ms, not {promise_timeout!r}")
         if not isinstance(description, str):
@@ -277,14 +295,37 @@ class ScheduleStore:
     # -- the schedule pass ----------------------------------------------------------------------
 
     def run_due(self) -> int:
-        """Fire every due schedule (one round trip when none is due); returns promises created."""
-        now = self._store.now()
+        """Fire every due schedule; returns the promises created. When nothing is due this is one
+        round trip: the earliest tick of each partition, and the server's TIME, in one pipeline."""
+        client = self._store.client
+        server_time = self._store.clock is None and not self._store.is_cluster
         with translate_errors(self._store.url):
-            pipe = self._store.client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for p in range(keys.PARTITIONS):
+                pipe.zrange(keys.schedules_due(p), 0, 0, withscores=True)
+            if server_time:
+                pipe.time()
+            replies = pipe.execute()
+        if server_time:
+            seconds, micros = replies.pop()
+            now = int(seconds) * 1000 + int(micros) // 1000
+        else:
+            now = self._store.now()
+        due_partitions = [p for p, rows in enumerate(replies) if rows and int(rows[0][1]) <= now]
+        if not due_partitions:
+            return 0
+        with translate_errors(self._store.url):
+            pipe = client.pipeline(transaction=False)
+            for p in due_partitions:
                 pipe.zrangebyscore(keys.schedules_due(p), "-inf", now, start=0, num=PASS_BATCH, withscores=True)
             due = [(m.decode(), int(score)) for rows in pipe.execute() for m, score in rows]
-        return sum(self._fire(schedule_id, tick, now) for schedule_id, tick in due)
+        created = 0
+        for schedule_id, tick in due:
+            try:
+                created += self._fire(schedule_id, tick, now)
+            except VowError as e:  # one schedule that cannot fire must not stop the others
+                log.warning("schedule %r could not fire its tick %d: %s", schedule_id, tick, e)
+        return created
 
     def _fire(self, schedule_id: str, due: int, now: int) -> int:
         try:
@@ -297,7 +338,7 @@ class ScheduleStore:
         promise_id = render(schedule.promise_id, schedule.id, fired)
         tags = {**schedule.promise_tags, SCHEDULE_TAG: schedule.id}
         status, _ = self._store.create_ex(
-            promise_id, fired + schedule.promise_timeout, ikey=f"schedule:{schedule.id}:{fired}",
+            promise_id, fired + schedule.promise_timeout, ikey=_tick_ikey(schedule.id, fired),
             headers=schedule.promise_headers, data=schedule.promise_data, tags=tags, allow_past=True,
         )
         upcoming = next_tick(schedule.cron, schedule.timezone, max(fired, now))

@@ -130,7 +130,7 @@ def parse_invoke_data(data: bytes | None) -> tuple[str, list[Any], dict[str, Any
         raise ValidationError('invoke data is missing: expected {"func": ..., "args": [...], "kwargs": {...}}')
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # (RecursionError: nested too deep)
         raise ValidationError(f"invoke data is not JSON ({e})") from e
     if not isinstance(body, dict) or not isinstance(body.get("func"), str) or not body["func"]:
         raise ValidationError("invoke data must be a JSON object with a non-empty string 'func'")
@@ -148,7 +148,7 @@ def invoke_data(func: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] |
         return json.dumps(
             {"func": func, "args": list(args), "kwargs": dict(kwargs or {})}, allow_nan=False, separators=(",", ":")
         )
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise EncodingError(f"arguments of {func!r} cannot be encoded as JSON: {e}") from e
 
 

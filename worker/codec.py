@@ -41,7 +41,7 @@ def encode_value(value: Any) -> Value:
         return Value({CONTENT_TYPE: OCTET_STREAM}, bytes(value))
     try:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise EncodingError(
             f"cannot encode a value of type {type(value).__name__}: Vow carries JSON values and bytes ({e})"
         ) from e
@@ -66,7 +66,7 @@ def decode_value(promise_id: str, value: Value) -> Any:
         return None
     try:
         return json.loads(value.data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ValueDecodeError(
             promise_id, f"value of promise {promise_id!r} is not JSON ({len(value.data)} bytes): {e}"
         ) from e

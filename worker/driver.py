@@ -89,7 +89,7 @@ class Driver:
                 yielded = self.generator.throw(outcome[1])
         except StopIteration as stop:
             return Done(stop.value)
-        except Exception as e:  # the user's workflow raised: the workflow fails with it
+        except (Exception, SystemExit) as e:  # the user's workflow raised (sys.exit too): it fails with it
             return Failed(e)
         return self._step(yielded)
 

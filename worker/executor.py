@@ -132,7 +132,7 @@ class Execution:
             ctx.attempt = attempt
             try:
                 return True, func(ctx, *args, **kwargs)
-            except Exception as e:  # user code: record whatever it raised
+            except (Exception, SystemExit) as e:  # user code: record whatever it raised (sys.exit too)
                 if non_retryable and isinstance(e, non_retryable):
                     return False, e
                 delay = policy.next_delay(attempt)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vow.coordinator import keys
-from vow.coordinator.errors import NotConfirmed, StoreConnectionError, VowError
+from vow.coordinator.errors import NotConfirmed, StoreConnectionError, ValidationError, VowError
 from vow.coordinator.executions import Delivery
 from vow.coordinator.lua import Answer, ClaimStatus
 from vow.coordinator.records import State
@@ -395,13 +395,17 @@ class Worker:
                 return "lost lease (fenced)"
             return "resolved" if state is State.RESOLVED else "rejected"
 
-    @staticmethod
-    def _final_value(result: Completed | Errored) -> tuple[State, Any]:
+    def _final_value(self, result: Completed | Errored) -> tuple[State, Any]:
         if isinstance(result, Completed):
             try:
-                return State.RESOLVED, encode_value(result.value)
+                value = encode_value(result.value)
             except EncodingError as e:
                 return State.REJECTED, encode_error(e)
+            limit = self.store.max_data_bytes
+            if value.data is not None and len(value.data) > limit:
+                too_big = ValidationError(f"the function returned {len(value.data)} bytes; the limit is {limit}")
+                return State.REJECTED, encode_error(too_big)
+            return State.RESOLVED, value
         return State.REJECTED, encode_error(result.error)
 
     def _requeue(self, delivery: Delivery, message: bytes) -> None:

@@ -74,8 +74,8 @@ end
 local function leave_pending(K, id, state)
   redis.call('ZREM', K.timeouts, id)
   redis.call('ZREM', K.pending, id)
-  local created = redis.call('HGET', K.p, 'co')
-  if created then redis.call('ZADD', family_key(K, state), created, id) end
+  local created = tonumber(redis.call('HGET', K.p, 'co'))  -- (a script cannot roll back: never fail here)
+  if created then redis.call('ZADD', family_key(K, state), ms(created), id) end
   fire(K, id)
 end
 
@@ -89,10 +89,11 @@ end
 
 -- Apply the timeout of a due PENDING promise. Returns true when it moved.
 local function timeout_if_due(K, id, now)
-  local f = redis.call('HMGET', K.p, 'state', 'to', 'timer')
+  local f = redis.call('HMGET', K.p, 'state', 'to', 'timer', 'co')
   if f[1] ~= 'PENDING' then return false end
   local to = tonumber(f[2])
-  if to == nil or now < to then return false end
+  -- a record Vow did not write in its shape is left alone (readers report it as corrupt)
+  if to == nil or tonumber(f[4]) == nil or now < to then return false end
   local state = 'REJECTED_TIMEDOUT'
   if f[3] == '1' then state = 'RESOLVED' end
   redis.call('HSET', K.p, 'state', state, 'cd', f[2])
