@@ -11,40 +11,17 @@ from typing import Any
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
+from tests.cli_helpers import as_json, fits, one_line_error, vow
 from tests.store_helpers import invoke
 from vow.cli import ExitCode, cli
 from vow.cli.calls import DEFAULT_GROUP
-from vow.cli.output import WIDTH
 from vow.coordinator import RedisStore, State, keys
 from vow.coordinator import streams as task_streams
 from vow.server import ServerProcess, free_port
 
 HOUR_MS = 3_600_000
-
-
-def vow(*args: str, url: str | None = None) -> Result:
-    argv = list(args) + (["--url", url] if url is not None else [])
-    return CliRunner().invoke(cli, argv, prog_name="vow")
-
-
-def as_json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def one_line_error(result: Result, code: ExitCode) -> str:
-    assert result.exit_code == code, result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
-def fits(text: str) -> bool:
-    return all(len(line) <= WIDTH for line in text.splitlines())
 
 
 # -- promises -----------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
+from tests.cli_helpers import as_json, fits, one_line_error, vow
 from vow.cli import ExitCode, cli
 from vow.cli.calls import DEFAULT_GROUP
-from vow.cli.output import WIDTH, timestamp
+from vow.cli.output import timestamp
 from vow.coordinator import RedisStore, keys
 from vow.coordinator import streams as task_streams
 from vow.coordinator.records import INVOKE_TAG
@@ -23,29 +24,6 @@ DAY_MS = 24 * HOUR_MS
 UNREACHABLE = "redis://127.0.0.1:1"
 #: the minimal valid create, to which each test adds or changes options
 BASE = ["--cron", "0 9 * * *", "--promise-id", "reminder-{{.timestamp}}"]
-
-
-def vow(*args: str, url: str | None = None) -> Result:
-    argv = list(args) + (["--url", url] if url is not None else [])
-    return CliRunner().invoke(cli, argv, prog_name="vow")
-
-
-def as_json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def one_line_error(result: Result, code: ExitCode) -> str:
-    assert result.exit_code == code, result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
-def fits(text: str) -> bool:
-    return all(len(line) <= WIDTH for line in text.splitlines())
 
 
 def stored(store: RedisStore) -> list[dict[str, Any]]:
