@@ -87,8 +87,11 @@ def test_demo_tells_the_story_twice_in_a_row(tmp_path: Path) -> None:
 
 
 def test_demo_interrupted_stops_every_process(tmp_path: Path) -> None:
+    # A shell runs background jobs with SIGINT ignored, and a child inherits that: give the demo the
+    # default disposition, as a terminal would, so the Ctrl-C below reaches it wherever the suite runs.
     process = subprocess.Popen([VOW, "demo"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, stdin=subprocess.DEVNULL)
+                               text=True, stdin=subprocess.DEVNULL,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout is not None
     lines = []
     try:
