@@ -69,18 +69,26 @@ class Consumer:
         except StoreError:
             self._connection_id = None  # the connection may be replaced
             raise
+        except Exception as e:
+            # A read racing close() fails inside redis-py in more ways than its own errors (hiredis
+            # on a socket just closed: TypeError); after close() every such failure means "closed".
+            if self._closed:
+                raise StoreError(f"consumer {self.name} is closed") from e
+            raise
 
     def close(self) -> None:
-        """End a blocked read at once and close the reading connection (idempotent)."""
+        """End a blocked read at once and close the reading connection. Idempotent, and worth
+        calling again once the reading threads have ended: a read cut by the first call may have
+        reconnected (redis-py retries) before it noticed."""
+        with self._lock:
+            connection = self._connection
+            self._closed = True
         if self._connection_id is not None:
             try:
                 self.store.unblock(self._connection_id)
             except StoreError:
                 pass
-        with self._lock:
-            connection, already = self._connection, self._closed
-            self._closed = True
-        if connection is None or already or connection is self.store.client:
+        if connection is None or connection is self.store.client:
             return
         pool = getattr(connection, "connection_pool", None)
         if pool is not None:

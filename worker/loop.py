@@ -198,6 +198,7 @@ class Worker:
         for thread in self._threads:
             if thread.name == "vow-maintenance" or thread.name.startswith("vow-reader"):
                 thread.join(timeout=READ_BLOCK_S + 3)
+        self.reader.close()  # what a cut read reconnected meanwhile
         orphans = self._give_back_orphans()
         log.info("worker %s stopped (%d released)", self.consumer, len(queued) + len(leftover) + orphans)
 
