@@ -13,7 +13,7 @@ a resend (request ids), so a retry never applies a change twice.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -109,7 +109,3 @@ def translate_errors(url: str, key: str | None = None, *, change: bool = False) 
     except redis.RedisError as e:
         raise StoreError(f"Redis error: {e}") from e
 
-
-def call(url: str, fn: Callable[[], T], key: str | None = None) -> T:
-    with translate_errors(url, key):
-        return fn()
