@@ -10,7 +10,7 @@ from vow.coordinator import State
 
 from . import tree as call_graph
 from .errors import ExitCode, fail
-from .options import DURATION, JSON_VALUE, KEY_JSON, json_option, open_store, url_option
+from .options import DURATION, JSON_VALUE, KEY_JSON, json_option, open_store, retention_option, url_option
 from .output import data_text, emit_json, format_promise, format_tree, promise_json
 from .promises import DEFAULT_TIMEOUT
 
@@ -34,10 +34,12 @@ DEFAULT_GROUP = "default"
 @click.option("--wait", is_flag=True, help="Block until the call completes and print its value.")
 @click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="With --wait: give up after this many seconds (exit code 6). Default: wait for ever.")
+@retention_option
 @url_option
 @json_option
 def invoke(promise_id: str, func: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...], target: str,
-           timeout_ms: int, wait: bool, wait_timeout: float | None, url: str, as_json: bool) -> None:
+           timeout_ms: int, wait: bool, wait_timeout: float | None, retention: str | None, url: str,
+           as_json: bool) -> None:
     """Call FUNC in a logic group: create promise ID with the invoke data and tag, which queues the task.
 
     With --wait, the exit code is 7 when the call ends rejected, canceled or timed out.
@@ -45,7 +47,8 @@ def invoke(promise_id: str, func: str, args: tuple[Any, ...], kwargs: tuple[tupl
     if wait_timeout is not None and not wait:
         raise click.UsageError("--wait-timeout needs --wait")
     store = open_store(url)
-    promise = store.invoke(promise_id, func, args, dict(kwargs), group=target, timeout=store.now() + timeout_ms)
+    promise = store.invoke(promise_id, func, args, dict(kwargs), group=target, timeout=store.now() + timeout_ms,
+                           retention=retention)
     if not wait:
         if as_json:
             emit_json(promise_json(promise))

@@ -7,7 +7,6 @@ JSON arguments are checked when parsed: text that is not JSON is a usage error (
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,6 +14,8 @@ import click
 
 from vow.coordinator import RedisStore
 from vow.coordinator.connection import DEFAULT_URL
+from vow.coordinator.errors import ValidationError
+from vow.coordinator.validate import check_retention, parse_duration
 
 __all__ = [
     "DURATION",
@@ -25,6 +26,7 @@ __all__ = [
     "json_option",
     "open_store",
     "parse_duration",
+    "retention_option",
     "url_option",
 ]
 
@@ -35,27 +37,6 @@ if TYPE_CHECKING:
 else:
     _ParamType = click.ParamType
 
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
-
-def parse_duration(text: str) -> int:
-    """Milliseconds of a duration such as ``30s``, ``5m``, ``1h``, ``7d`` or ``1h30m``."""
-    cleaned = text.strip().lower()
-    total = 0.0
-    position = 0
-    for match in _DURATION_PART.finditer(cleaned):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNITS_MS[match.group(2)]
-        position = match.end()
-    if not cleaned or position != len(cleaned):
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit, e.g. 30s, 5m, 1h, 7d")
-    if total < 1:
-        raise ValueError(f"duration {text!r} must be at least 1ms")
-    return int(total)
-
-
 class _Duration(_ParamType):
     name = "DURATION"
 
@@ -64,8 +45,27 @@ class _Duration(_ParamType):
             return value
         try:
             return parse_duration(str(value))
-        except ValueError as e:
+        except ValidationError as e:
             self.fail(str(e), param, ctx)
+
+
+class _Retention(_ParamType):
+    name = "DURATION|forever"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            check_retention(str(value))
+        except ValidationError as e:
+            self.fail(str(e), param, ctx)
+        return str(value)
+
+
+def retention_option(func: F) -> F:
+    """``--retention``: how long the promise is kept once completed (default: the store's, 1d)."""
+    return click.option(
+        "--retention", type=_Retention(), metavar="DURATION|forever",
+        help="How long the promise is kept once completed: 1h, 7d, or forever (default 1d).",
+    )(func)
 
 
 def _reject_constant(name: str) -> Any:

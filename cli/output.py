@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from vow.coordinator import DurablePromise, Schedule
+from vow.coordinator.memory import MemoryRow
 from vow.coordinator.streams import ENTRY_DELETED, DeadLetter, GroupStats, PendingEntry
 from vow.coordinator.tasks import TaskMessage
 
@@ -217,6 +218,20 @@ def format_group_table(stats: Sequence[GroupStats], rates: Mapping[str, float | 
         lines.append(_row(cells, widths, right))
         for c in s.consumers:
             lines.append(fit(f"    consumer {c.name}  pending {c.pending}  idle {format_duration(c.idle_ms)}", WIDTH))
+    return "\n".join(lines)
+
+
+def format_memory_table(rows: Sequence[MemoryRow], used: int) -> str:
+    """Redis memory per kind of record (``~`` marks a total estimated from a sample)."""
+    headers = ["RECORDS", "COUNT", "BYTES EACH", "BYTES"]
+    widths = [32, 10, 11, 14]
+    right = frozenset(range(1, 4))
+    lines = [_row(headers, widths, right)]
+    for r in rows:
+        each = "-" if r.per_record is None else str(r.per_record)
+        total = ("~" if r.sampled else "") + str(r.total)
+        lines.append(_row([r.kind, str(r.count), each, total], widths, right))
+    lines.append(f"Redis used_memory: {used} bytes")
     return "\n".join(lines)
 
 

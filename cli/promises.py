@@ -9,7 +9,7 @@ import click
 
 from vow.coordinator import DurablePromise, State
 
-from .options import DURATION, JSON_TEXT, KEY_VALUE, json_option, open_store, url_option
+from .options import DURATION, JSON_TEXT, KEY_VALUE, json_option, open_store, retention_option, url_option
 from .output import emit_json, format_promise, format_promise_table, promise_json
 
 __all__ = ["DEFAULT_TIMEOUT", "promises"]
@@ -84,14 +84,16 @@ def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
               help="How long from now the promise may stay pending: 30s, 5m, 1h, 7d.")
 @_data_options
 @click.option("--tag", "tags", type=KEY_VALUE, multiple=True, help="A tag key=value (repeatable).")
+@retention_option
 @url_option
 @json_option
 def create(promise_id: str, timeout_ms: int, data: str | None, headers: tuple[tuple[str, str], ...],
-           ikey: str | None, strict: bool, tags: tuple[tuple[str, str], ...], url: str, as_json: bool) -> None:
+           ikey: str | None, strict: bool, tags: tuple[tuple[str, str], ...], retention: str | None, url: str,
+           as_json: bool) -> None:
     """Create a pending promise (exit code 4 if the id is taken and this is not an idempotent retry)."""
     store = open_store(url)
     promise = store.create(promise_id, store.now() + timeout_ms, ikey=ikey, strict=strict,
-                           headers=dict(headers), data=data, tags=dict(tags))
+                           headers=dict(headers), data=data, tags=dict(tags), retention=retention)
     show(promise, as_json)
 
 
@@ -123,3 +125,28 @@ promises.add_command(_completion(
     State.REJECTED, "reject", "vow promises reject job-42 --data '{\"error\": \"card declined\"}'"))
 promises.add_command(_completion(
     State.REJECTED_CANCELED, "cancel", "vow promises cancel email-confirmed-alice"))
+
+
+@promises.command(
+    epilog="\b\nExamples:\n  vow promises purge 'job-*' --state resolved --older-than 7d --dry-run\n"
+    "  vow promises purge 'send-confirmation-email-*'"
+)
+@click.argument("pattern")
+@click.option("--state", type=click.Choice(["resolved", "rejected"], case_sensitive=False),
+              help="Only promises in this state (rejected includes canceled and timed out). Default: both.")
+@click.option("--older-than", "older_than_ms", type=DURATION, help="Only promises completed longer ago than this.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@url_option
+@json_option
+def purge(pattern: str, state: str | None, older_than_ms: int | None, dry_run: bool, url: str, as_json: bool) -> None:
+    """Remove completed promises whose id matches PATTERN now, with every index entry. Pending
+    promises are never removed. (Completed promises also expire by themselves after their
+    retention.)"""
+    removed = open_store(url).purge(pattern, family=state, older_than_ms=older_than_ms, dry_run=dry_run)
+    if as_json:
+        emit_json({"dry_run": dry_run, "promises": removed})
+        return
+    for promise_id in removed:
+        click.echo(promise_id)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(removed)} completed promise(s)", err=True)

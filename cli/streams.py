@@ -9,10 +9,11 @@ from collections.abc import Sequence
 import click
 
 from vow.coordinator import streams as task_streams
+from vow.coordinator.memory import memory_report, used_memory
 from vow.coordinator.streams import GroupStats
 
 from .options import json_option, open_store, url_option
-from .output import emit_json, format_dead_letters, format_group_table, format_pending, timestamp
+from .output import emit_json, format_dead_letters, format_group_table, format_memory_table, format_pending, timestamp
 
 __all__ = ["streams"]
 
@@ -32,20 +33,34 @@ def streams() -> None:
 _groups_argument = click.argument("groups", nargs=-1, metavar="[GROUP]...")
 
 
-@streams.command(name="ls", epilog="\b\nExamples:\n  vow streams ls\n  vow streams ls email-service --json")
+@streams.command(
+    name="ls",
+    epilog="\b\nExamples:\n  vow streams ls\n  vow streams ls email-service --json\n  vow streams ls --memory",
+)
 @_groups_argument
+@click.option("--memory", is_flag=True, help="Also show Redis memory per kind of record.")
 @url_option
 @json_option
-def list_groups(groups: tuple[str, ...], url: str, as_json: bool) -> None:
+def list_groups(groups: tuple[str, ...], memory: bool, url: str, as_json: bool) -> None:
     """One row per logic group: stream length, pending, lag, dead letters and consumers.
 
-    Lists every group that ever had a task queued, or only the GROUPs named.
+    Lists every group that ever had a task queued, or only the GROUPs named. With --memory, the
+    bytes each kind of record takes (JSON: {"groups": [...], "memory": [...], "used_memory": N}).
     """
-    stats = task_streams.group_stats(open_store(url), list(groups) or None)
+    store = open_store(url)
+    stats = task_streams.group_stats(store, list(groups) or None)
+    rows = memory_report(store) if memory else []
     if as_json:
-        emit_json([s.to_dict() for s in stats])
-    else:
-        click.echo(format_group_table(stats))
+        groups_json = [s.to_dict() for s in stats]
+        if memory:
+            emit_json({"groups": groups_json, "memory": [r.to_dict() for r in rows], "used_memory": used_memory(store)})
+        else:
+            emit_json(groups_json)
+        return
+    click.echo(format_group_table(stats))
+    if memory:
+        click.echo("")
+        click.echo(format_memory_table(rows, used_memory(store)))
 
 
 def _rates(

@@ -259,6 +259,16 @@ class TaskStore:
                 total += count
         return total
 
+    def remove_consumers(self, group: str, consumer: str | None = None, min_idle_ms: int | None = None) -> int:
+        """Remove consumers of ``group`` that hold no entry, on every partition's stream:
+        ``consumer`` itself (a graceful stop), or every one idle ``min_idle_ms`` or more (dead
+        workers). A consumer holding entries is never removed. Returns how many were removed."""
+        check_group(group)
+        return sum(
+            self._store.scripts.consumers(partition, group=group, consumer=consumer, min_idle_ms=min_idle_ms)
+            for partition in range(keys.PARTITIONS)
+        )
+
     # -- stream entries -----------------------------------------------------------------------
 
     def ack(self, group: str, consumer: str, delivery: Delivery) -> bool:

@@ -16,6 +16,8 @@ A promise lives in partition ``partition_of(id) = crc32(id) % 16``; all of its k
     vow:{T}:idx:all         zset    promise id -> created_on (epoch ms); search, newest first
     vow:{T}:idx:<state>     zset    the same per state family: pending | resolved | rejected
     vow:{T}:sweep           string  a short lock so concurrent sweepers skip a fresh partition
+    vow:{T}:expiry          zset    completed promise id -> when its retention ends (epoch ms);
+                                    the expiry pass's index
 
 Per partition and logic group (tasks; consumed by worker/)::
 
@@ -29,7 +31,8 @@ Per partition and logic group (tasks; consumed by worker/)::
 Scripts receive the keys they address in KEYS. The only keys a script names itself are derived
 from a KEYS entry by ``derive()`` in ``scripts/_lib.lua``: the entry's partition base
 (``vow:{T}:``) followed by one of the suffixes above (``p:<id>``, ``cb:<id>``, ``sub:<id>``,
-``x:<id>``, ``q:<group>``, ``dead:<group>``, ``inbox:<listener>``) — so a callback fires into
+``x:<id>``, ``q:<group>``, ``dead:<group>``, ``inbox:<listener>``, and the partition's own
+``expiry``, ``timeouts``, ``leases`` and ``idx:<family>``) — so a callback fires into
 the stream of its group *in the completed promise's partition*, a subscription into an inbox of
 that partition, and the sweeps reach the records of due ids. Same base, same hash tag, same slot
 (the cluster test suite checks every key's slot). :func:`derive` here is the same rule in Python.
@@ -53,6 +56,7 @@ __all__ = [
     "callbacks",
     "dead_letters",
     "execution",
+    "expiry",
     "groups",
     "derive",
     "inbox",
@@ -124,6 +128,11 @@ def index(partition: int, family: str = "all") -> str:
     if family != "all" and family not in STATE_FAMILIES:
         raise ValueError(f"unknown index family {family!r}")
     return f"{_base(partition)}idx:{family}"
+
+
+def expiry(partition: int) -> str:
+    """Completed promise id -> when its retention ends (epoch ms): the expiry pass's index."""
+    return f"{_base(partition)}expiry"
 
 
 def sweep_lock(partition: int) -> str:

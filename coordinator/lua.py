@@ -36,6 +36,7 @@ __all__ = [
     "ClaimStatus",
     "Completion",
     "CreateReply",
+    "Held",
     "Invoke",
     "Scripts",
     "request_id",
@@ -135,6 +136,15 @@ class Claim:
     status: ClaimStatus
     counter: int
     promise: DurablePromise | None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A due promise the expiry pass keeps until its anchor (the workflow it is a step of) is read."""
+
+    promise_id: str
+    anchor: str
+    retention: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +248,7 @@ class Scripts:
         listener: str | None,
         adopt: bool,
         allow_past: bool,
+        retention: int | None,
     ) -> CreateReply:
         k = PromiseKeys.of(promise_id)
         value = completion.value if completion is not None else Value()
@@ -248,7 +259,7 @@ class Scripts:
             _flag(value.data is not None), value.data or b"", (completion.ikey if completion else None) or "",
             invoke.group if invoke is not None else "", invoke.message if invoke is not None else b"",
             callback.root_id if callback is not None else "", callback.encoded() if callback is not None else b"",
-            listener or "", _flag(adopt), _flag(allow_past),
+            listener or "", _flag(adopt), _flag(allow_past), "" if retention is None else str(retention),
         ]
         reply = self._call("create", [*k.as_list(), keys.groups(keys.partition_of(promise_id))], args)
         if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"fresh":
@@ -286,6 +297,31 @@ class Scripts:
         ]
         count, more, _skipped = self._call("sweep", key_list, [str(limit), str(lock_ms)])
         return int(count), more == b"1"
+
+    def expire(
+        self, partition: int, *, anchor_tag: str, limit: int, verdicts: Sequence[tuple[str, int]] = ()
+    ) -> tuple[int, bool, list[Held]]:
+        """Remove the expired completed promises of one partition, first applying ``verdicts``
+        (id, keep until ms | 0 remove now | -1 keep for ever) on promises it held back before:
+        (how many removed, whether more are due, the anchored ones held back for a verdict)."""
+        args: list[Arg] = [anchor_tag, str(limit)]
+        for promise_id, keep in verdicts:
+            args += [promise_id, str(keep)]
+        reply = self._call("expire", [keys.expiry(partition)], args)
+        if not isinstance(reply, list) or len(reply) != 3 or not isinstance(reply[2], list) or len(reply[2]) % 3:
+            raise StoreError(f"unexpected expire reply for partition {partition}")
+        removed, more, flat = reply
+        held = []
+        for i in range(0, len(flat), 3):
+            retention = flat[i + 2]
+            held.append(Held(reply_text(flat[i]), reply_text(flat[i + 1]),
+                             int(retention) if retention.isdigit() else None))
+        return int(removed), more == b"1", held
+
+    def purge(self, promise_id: str, *, family: str | None, completed_before: int | None) -> bool:
+        """Remove one completed promise now (never a pending one); False when it did not match."""
+        args: list[Arg] = [promise_id, family or "", "" if completed_before is None else str(completed_before)]
+        return bool(self._call("purge", [keys.promise(promise_id)], args))
 
     # -- executions -----------------------------------------------------------------------------
 
@@ -334,6 +370,12 @@ class Scripts:
         """Re-queue lapsed executions of one partition: (how many, whether more are due)."""
         count, more = self._call("orphans", [keys.leases(partition)], [str(limit), str(grace_ms)])
         return int(count), more == b"1"
+
+    def consumers(self, partition: int, *, group: str, consumer: str | None, min_idle_ms: int | None) -> int:
+        """Remove consumers of ``group``'s stream that hold no entry: ``consumer`` itself, or every
+        one idle ``min_idle_ms`` or more. Returns how many were removed."""
+        args: list[Arg] = [group, consumer or "", "" if min_idle_ms is None else str(min_idle_ms)]
+        return int(self._call("consumers", [keys.task_stream(partition, group)], args))
 
     # -- stream entries -------------------------------------------------------------------------
 

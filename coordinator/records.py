@@ -19,6 +19,8 @@ Hash fields of ``vow:{T}:p:<id>`` (written only by the Lua scripts; read only by
 ``cd``     completed_on, epoch ms (absent while pending)
 ``rqc``    request id of the create that wrote the record (makes a resent create idempotent)
 ``rqv``    request id of the completion (makes a resent resolve/reject/cancel idempotent)
+``rn``     retention, ms: the completed promise expires this long after ``cd`` (absent = kept
+           for ever)
 =========  ===========================================================================
 """
 
@@ -34,13 +36,17 @@ import msgpack
 
 from .errors import CorruptRecord
 
-__all__ = ["DurablePromise", "State", "Value", "decode_promise", "pack_map", "reply_text", "unpack_map"]
+__all__ = ["ANCHOR_TAG", "DurablePromise", "State", "Value", "decode_promise", "pack_map", "reply_text", "unpack_map"]
 
 #: the tags the store gives a meaning (Resonate's wire convention): a timer resolves on timeout,
 #: an invoke tag routes the promise's task to a logic group. (The SDK's own vow:* tags are in
 #: worker/tags.py.)
 TIMER_TAG = "resonate:timeout"
 INVOKE_TAG = "resonate:invoke"
+#: the retention anchor: a promise tagged with another promise's id (the SDK tags every step of
+#: a workflow with its root, worker/tags.py ROOT_TAG) is kept at least as long as that promise,
+#: and never expires while it is pending (see scripts/expire.lua)
+ANCHOR_TAG = "vow:root"
 
 
 class State(enum.StrEnum):
@@ -90,6 +96,9 @@ class DurablePromise:
     tags: Mapping[str, str]
     created_on: int
     completed_on: int | None
+    #: ms a completed promise is kept after ``completed_on``; None = for ever (storage policy,
+    #: not part of the promise's value: left out of equality)
+    retention: int | None = field(default=None, compare=False)
 
     @property
     def pending(self) -> bool:
@@ -199,4 +208,5 @@ def decode_promise(key: str, fields: Mapping[bytes, bytes] | Mapping[str, bytes]
         tags=_map(key, "tags", f.get("tags")),
         created_on=_int(key, "co", f.get("co")),
         completed_on=completed_on,
+        retention=None if f.get("rn") is None else _int(key, "rn", f.get("rn")),
     )

@@ -48,6 +48,7 @@ from . import keys
 from .connection import translate_errors
 from .errors import CorruptRecord, ScheduleExists, ScheduleNotFound, ValidationError, VowError
 from .records import INVOKE_TAG, pack_map, unpack_map
+from .retention import due_partitions as partitions_due
 from .search import Glob
 from .states import Status
 from .validate import check_data, check_id, check_ikey, check_map
@@ -297,23 +298,10 @@ class ScheduleStore:
     def run_due(self) -> int:
         """Fire every due schedule; returns the promises created. When nothing is due this is one
         round trip: the earliest tick of each partition, and the server's TIME, in one pipeline."""
-        client = self._store.client
-        server_time = self._store.clock is None and not self._store.is_cluster
-        with translate_errors(self._store.url):
-            pipe = client.pipeline(transaction=False)
-            for p in range(keys.PARTITIONS):
-                pipe.zrange(keys.schedules_due(p), 0, 0, withscores=True)
-            if server_time:
-                pipe.time()
-            replies = pipe.execute()
-        if server_time:
-            seconds, micros = replies.pop()
-            now = int(seconds) * 1000 + int(micros) // 1000
-        else:
-            now = self._store.now()
-        due_partitions = [p for p, rows in enumerate(replies) if rows and int(rows[0][1]) <= now]
+        now, due_partitions = partitions_due(self._store, keys.schedules_due)
         if not due_partitions:
             return 0
+        client = self._store.client
         with translate_errors(self._store.url):
             pipe = client.pipeline(transaction=False)
             for p in due_partitions:

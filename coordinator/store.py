@@ -26,17 +26,20 @@ from .errors import AlreadyCompleted, AlreadyExists, NotFound, StoreError, Valid
 from .executions import TaskStore
 from .lua import Callback, Completion, Durability, Invoke, Scripts, request_id
 from .records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, Value, decode_promise
+from .retention import expire_due, purge_promises
 from .schedules import ScheduleStore
 from .search import SearchPage, search_promises
 from .states import Status
 from .tasks import TaskKind, TaskMessage, invoke_data, invoke_target, parse_invoke_data
 from .validate import (
+    DEFAULT_RETENTION_MS,
     MAX_DATA_BYTES,
     check_data,
     check_group,
     check_id,
     check_ikey,
     check_map,
+    check_retention,
     check_timeout,
 )
 
@@ -62,6 +65,10 @@ class RedisStore:
     within ``replica_timeout_ms``; with ``local_fsync=True`` it waits for the AOF fsync of this
     server and of N replicas instead (``WAITAOF``; Redis 7.2+ / Valkey, AOF on). Standalone
     servers only (a cluster refuses the option).
+
+    ``retention`` is how long a completed promise is kept after its completion (seconds, a
+    ``timedelta``, a duration such as ``"7d"``, or ``"forever"``; default one day), unless its
+    create says otherwise; :meth:`expire` (every worker's maintenance loop) removes it then.
     """
 
     def __init__(
@@ -75,7 +82,9 @@ class RedisStore:
         replicas: int = 0,
         replica_timeout_ms: int = 1000,
         local_fsync: bool = False,
+        retention: object = DEFAULT_RETENTION_MS / 1000,
     ) -> None:
+        self.retention = check_retention(retention)
         if replicas < 0 or replica_timeout_ms < 0:
             raise ValidationError("replicas and replica_timeout_ms must not be negative")
         self.url = resolve_url(url)
@@ -197,10 +206,13 @@ class RedisStore:
         headers: Mapping[str, str] | None = None,
         data: str | bytes | None = None,
         tags: Mapping[str, str] | None = None,
+        retention: object = None,
     ) -> DurablePromise:
-        """Create a pending promise; an idempotent retry returns the stored one (see states.py)."""
+        """Create a pending promise; an idempotent retry returns the stored one (see states.py).
+        ``retention`` (None = the store's) is how long it is kept once completed."""
         status, promise = self.create_ex(
-            promise_id, timeout, ikey=ikey, strict=strict, headers=headers, data=data, tags=tags
+            promise_id, timeout, ikey=ikey, strict=strict, headers=headers, data=data, tags=tags,
+            retention=retention,
         )
         if status is Status.ALREADY_EXISTS:
             raise AlreadyExists(promise_id, promise.state.value)
@@ -222,6 +234,7 @@ class RedisStore:
         completion: Completion | None = None,
         adopt: bool = False,
         allow_past: bool = False,
+        retention: object = None,
     ) -> tuple[Status, DurablePromise]:
         """Create, and in the same script optionally queue an invoke task, register a callback or
         a subscription, or write the promise completed. Returns the status instead of raising
@@ -230,6 +243,7 @@ class RedisStore:
         check_id(promise_id)
         check_timeout(timeout)
         ikey = check_ikey(ikey)
+        retention_ms = self.retention_of(retention)
         param = Value(check_map(headers, "headers"), check_data(data, self.max_data_bytes))
         tag_map = check_map(tags, "tags")
         if invoke is None and INVOKE_TAG in tag_map and completion is None:
@@ -249,12 +263,18 @@ class RedisStore:
         reply = self.scripts.create(
             promise_id, timeout=timeout, ikey=ikey, strict=strict, param=param, tags=tag_map,
             timer=tag_map.get(TIMER_TAG) == "true", completion=completion, invoke=invoke, callback=callback,
-            listener=listener, adopt=adopt, allow_past=allow_past,
+            listener=listener, adopt=adopt, allow_past=allow_past, retention=retention_ms,
         )
         if reply.promise is not None:
             return reply.status, reply.promise
         assert reply.created_on is not None
-        return Status.CREATED, _fresh(promise_id, timeout, ikey, param, tag_map, completion, reply.created_on)
+        return Status.CREATED, _fresh(
+            promise_id, timeout, ikey, param, tag_map, completion, reply.created_on, retention_ms
+        )
+
+    def retention_of(self, retention: object) -> int | None:
+        """The retention in ms a create asks for (None: the store's; "forever": None)."""
+        return self.retention if retention is None else check_retention(retention)
 
     @staticmethod
     def invoke_for(promise_id: str, target: str, data: bytes | None) -> Invoke:
@@ -274,6 +294,7 @@ class RedisStore:
         timeout: int,
         ikey: str | None = None,
         tags: Mapping[str, str] | None = None,
+        retention: object = None,
     ) -> DurablePromise:
         """Create ``promise_id`` as a call of ``func`` in ``group`` (the seed's wire convention:
         JSON data ``{"func", "args", "kwargs"}`` and the tag ``resonate:invoke=poll://<group>``);
@@ -286,7 +307,7 @@ class RedisStore:
         all_tags = {**(tags or {}), INVOKE_TAG: f"poll://{group}"}
         status, promise = self.create_ex(
             promise_id, timeout, ikey=ikey, data=invoke_data(func, args, kwargs), tags=all_tags,
-            invoke=Invoke(group, message),
+            invoke=Invoke(group, message), retention=retention,
         )
         if status is Status.ALREADY_EXISTS:
             raise AlreadyExists(promise_id, promise.state.value)
@@ -434,6 +455,19 @@ class RedisStore:
         with translate_errors(self.url):
             return search_promises(self, id_pattern, state, tags, limit, cursor)
 
+    def expire(self, limit: int | None = None) -> int:
+        """Remove every completed promise whose retention has passed; returns how many (see
+        ``coordinator/retention.py``). O(expired); cheap when nothing is due."""
+        return expire_due(self, limit)
+
+    def purge(
+        self, id_pattern: str, family: str | None = None, older_than_ms: int | None = None, dry_run: bool = False
+    ) -> list[str]:
+        """Remove completed promises matching the id glob now (never pending ones); ``family``
+        resolved | rejected; ``older_than_ms`` counts from completion. Returns the ids removed
+        (with ``dry_run``: that would be removed)."""
+        return purge_promises(self, id_pattern, family, older_than_ms, dry_run)
+
     def sweep(self, limit: int | None = None, lock_ms: int = 0) -> int:
         """Time out every due pending promise (firing callbacks); returns how many timed out.
 
@@ -463,6 +497,7 @@ def _fresh(
     tags: dict[str, str],
     completion: Completion | None,
     created_on: int,
+    retention: int | None,
 ) -> DurablePromise:
     """The record ``create.lua`` has just written exactly as requested (it replies only the time)."""
     return DurablePromise(
@@ -476,4 +511,5 @@ def _fresh(
         tags=MappingProxyType(dict(tags)),
         created_on=created_on,
         completed_on=created_on if completion else None,
+        retention=retention,
     )

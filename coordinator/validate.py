@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+import math
 import re
 from collections.abc import Mapping
 
 from .errors import ValidationError
 
 __all__ = [
+    "DEFAULT_RETENTION_MS",
+    "FOREVER",
     "MAX_DATA_BYTES",
     "MAX_ID_LENGTH",
     "check_data",
@@ -15,7 +19,9 @@ __all__ = [
     "check_id",
     "check_ikey",
     "check_map",
+    "check_retention",
     "check_timeout",
+    "parse_duration",
 ]
 
 #: characters in a promise id, idempotency key or schedule id
@@ -26,6 +32,14 @@ MAX_DATA_BYTES = 1024 * 1024
 MAX_MAP_BYTES = 64 * 1024
 #: largest timeout accepted, epoch ms (2**53: exact in Lua's doubles; far past year 287,000)
 MAX_TIMEOUT_MS = 2**53
+
+#: how long a completed promise is kept unless told otherwise: one day (README, "Memory")
+DEFAULT_RETENTION_MS = 86_400_000
+#: the retention that keeps completed promises for ever
+FOREVER = "forever"
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 _GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
 
@@ -102,3 +116,41 @@ def check_group(value: object) -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+def parse_duration(text: str) -> int:
+    """Milliseconds of a duration such as ``30s``, ``5m``, ``1h``, ``7d`` or ``1h30m``."""
+    cleaned = text.strip().lower()
+    total = 0.0
+    position = 0
+    for match in _DURATION_PART.finditer(cleaned):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNITS_MS[match.group(2)]
+        position = match.end()
+    if not cleaned or position != len(cleaned):
+        raise ValidationError(f"{text!r} is not a duration: use a number and a unit, e.g. 30s, 5m, 1h, 7d")
+    if total < 1:
+        raise ValidationError(f"duration {text!r} must be at least 1ms")
+    return int(total)
+
+
+def check_retention(value: object) -> int | None:
+    """A retention in ms, or None for ``"forever"``. Accepts seconds (int or float), a
+    ``timedelta``, a duration text (``"7d"``) or ``"forever"``; anything <= 0 is refused."""
+    if isinstance(value, str):
+        if value.strip().lower() == FOREVER:
+            return None
+        return parse_duration(value)
+    if isinstance(value, datetime.timedelta):
+        ms = value.total_seconds() * 1000
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        ms = float(value) * 1000
+    else:
+        raise ValidationError(f"retention must be seconds, a timedelta, a duration such as '7d' or 'forever', "
+                              f"not {type(value).__name__}")
+    if not math.isfinite(ms) or ms < 1:
+        raise ValidationError(f"retention must be positive, not {value!r}")
+    if ms > MAX_TIMEOUT_MS:
+        raise ValidationError(f"retention {value!r} is too long: use 'forever'")
+    return int(ms)

@@ -106,6 +106,20 @@ def chaos_flow(ctx: Context, i: int) -> Generator[Any, Any, int]:
     return int(a + b + c)
 
 
+# -- soak (tests/test_soak.py) -------------------------------------------------------------------
+
+
+def noop(ctx: Context, i: int) -> int:
+    return i
+
+
+def three_steps(ctx: Context, i: int) -> Generator[Any, Any, int]:
+    a = yield ctx.lfc(noop, i)
+    b = yield ctx.lfc(noop, a + 1)
+    c = yield ctx.lfc(noop, b + 1)
+    return int(c)
+
+
 # -- schedules (tests/test_schedules.py) ---------------------------------------------------------
 
 
@@ -130,12 +144,16 @@ APPS: dict[str, tuple[str, list[Callable[..., Any]]]] = {
     "waiter": ("waiters", [waiter]),
     "chaos": ("chaos", [chaos_flow, work]),
     "ticks": ("ticks", [scheduled_tick]),
+    "soak": ("soak", [noop, three_steps]),
 }
 
 
-def build(app: str, url: str, settings: WorkerSettings, group: str | None = None) -> Scheduler:
+def build(
+    app: str, url: str, settings: WorkerSettings, group: str | None = None, retention: str | None = None
+) -> Scheduler:
     default_group, functions = APPS[app]
-    scheduler = Scheduler(RedisStore(url=url), logic_group=group or default_group, settings=settings, serve=False)
+    store = RedisStore(url=url) if retention is None else RedisStore(url=url, retention=retention)
+    scheduler = Scheduler(store, logic_group=group or default_group, settings=settings, serve=False)
     scheduler.set_dependency("counter", RedisStore(url=url).client)  # a cluster client on a cluster
     for func in functions:
         scheduler.register(func)
@@ -156,16 +174,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--orphan-ms", type=int, help="default: twice the lease")
     parser.add_argument("--clock-skew-s", type=float, default=0.0, help="move this process's time.time")
+    parser.add_argument("--retention", help="the store's retention (e.g. 1s, forever)")
+    parser.add_argument("--consumer-idle-ms", type=int, default=3_600_000)
+    parser.add_argument("--quiet", action="store_true", help="log warnings only (no line per task)")
     args = parser.parse_args(argv)
     if args.clock_skew_s:
         skew_clock(args.clock_skew_s)  # before anything reads the clock
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(relativeCreated)d %(name)s %(message)s")
+    level = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stdout, format="%(relativeCreated)d %(name)s %(message)s")
     settings = WorkerSettings(
         concurrency=args.concurrency, lease_ms=args.lease_ms, heartbeat_ms=args.heartbeat_ms,
         reclaim_ms=args.reclaim_ms, sweep_ms=args.sweep_ms, max_deliveries=args.max_deliveries,
         shutdown_grace_s=args.grace, orphan_ms=args.orphan_ms or 2 * args.lease_ms,
+        consumer_idle_ms=args.consumer_idle_ms,
     )
-    scheduler = build(args.app, args.url, settings, args.group)
+    scheduler = build(args.app, args.url, settings, args.group, args.retention)
     scheduler.wait_for_ever(ready=lambda worker: print(f"ready {worker.consumer}", flush=True))
     print("stopped", flush=True)
     sys.exit(0)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vow.coordinator.validate import check_retention
+
 from .registry import function_name
 from .retry import RetryPolicy
 
@@ -62,6 +64,8 @@ class Options:
     retry_policy: RetryPolicy | None = None
     non_retryable: tuple[type[BaseException], ...] = ()
     tags: Mapping[str, str] | None = None
+    #: how long the call's promise is kept once completed (default: as long as its workflow's)
+    retention: object = None
 
 
 class _WithOptions:
@@ -69,9 +73,11 @@ class _WithOptions:
 
     def with_options(self, **changes: Any) -> Any:
         """A copy with options changed: ``id``, ``target``, ``timeout`` (s), ``retry_policy``,
-        ``non_retryable``, ``tags``."""
+        ``non_retryable``, ``tags``, ``retention`` (s, timedelta, ``"7d"`` or ``"forever"``)."""
         if "non_retryable" in changes:
             changes["non_retryable"] = tuple(changes["non_retryable"])
+        if changes.get("retention") is not None:
+            check_retention(changes["retention"])  # a bad value fails here, before anything is written
         try:
             options = dataclasses.replace(self.options, **changes)
         except TypeError as e:

@@ -20,6 +20,7 @@ from vow.coordinator.lua import Callback, Completion
 from vow.coordinator.records import INVOKE_TAG, TIMER_TAG, DurablePromise, State
 from vow.coordinator.store import RedisStore
 from vow.coordinator.tasks import TaskKind, TaskMessage, invoke_data, invoke_function, parse_invoke_data
+from vow.coordinator.validate import FOREVER
 
 from .codec import encode_error, encode_value, outcome_of
 from .context import Context, LocalCall, Promise, RemoteCall
@@ -172,12 +173,19 @@ class Execution:
             return self._remote(node_id, step.id, step.call)
         if isinstance(step, Wait):
             timeout = self._timeout(step.command.options.timeout)
-            return self._wait(node_id, step.id, timeout, {PARENT_TAG: node_id, ROOT_TAG: self.root.id})
+            tags = {PARENT_TAG: node_id, ROOT_TAG: self.root.id}
+            return self._wait(node_id, step.id, timeout, tags, self._retention(step.command.options.retention))
         if isinstance(step, Timer):
             due = self.clock_ms() + max(1, int(step.seconds * 1000))
             tags = {TIMER_TAG: "true", PARENT_TAG: node_id, ROOT_TAG: self.root.id}
-            return self._wait(node_id, step.id, due, tags)
+            return self._wait(node_id, step.id, due, tags, self._retention(None))
         return self._await(step.id)
+
+    def _retention(self, asked: object) -> object:
+        """A step's retention: as asked, else its workflow's (so the steps go with it)."""
+        if asked is not None:
+            return asked
+        return FOREVER if self.root.retention is None else self.root.retention / 1000
 
     def _timeout(self, seconds: float | None) -> int:
         if seconds is None:
@@ -201,14 +209,14 @@ class Execution:
                 policy = call.options.retry_policy or (entry.retry_policy if entry else None)
                 non_retryable = call.options.non_retryable or (entry.non_retryable if entry else ())
                 result = self.call(call.func, ctx, call.args, call.kwargs, policy, non_retryable)
-            record = self._record(node_id, child_id, name, result)
+            record = self._record(node_id, child_id, name, result, self._retention(call.options.retention))
         if record.pending:  # created by someone else under this id: wait for it like a remote
             return self._await(child_id) if not call.handle else (True, Promise(child_id))
         if call.handle:
             return True, Promise(child_id)
         return outcome_of(record)
 
-    def _record(self, node_id: str, child_id: str, name: str, result: Outcome) -> DurablePromise:
+    def _record(self, node_id: str, child_id: str, name: str, result: Outcome, retention: object) -> DurablePromise:
         ok, value = result
         if ok:
             try:
@@ -220,7 +228,7 @@ class Execution:
         _, record = self.store.create_ex(
             child_id, self.root.timeout, ikey=child_id,
             tags={PARENT_TAG: node_id, ROOT_TAG: self.root.id, FUNC_TAG: name},
-            completion=Completion(state, encoded, child_id),
+            completion=Completion(state, encoded, child_id), retention=retention,
         )
         self.cache[child_id] = record
         return record
@@ -248,6 +256,7 @@ class Execution:
             _, record = self.store.create_ex(
                 child_id, timeout, ikey=ikey, strict=strict, headers=headers, data=data, tags=tags,
                 callback=self._callback(child_id), adopt=True, allow_past=True,
+                retention=self._retention(call.options.retention),
             )
             self.cache[child_id] = record
         if name and record.tags.get(PARENT_TAG) == node_id:
@@ -256,12 +265,14 @@ class Execution:
             return True, Promise(child_id)
         return outcome_of(record) if record.completed else _SUSPEND
 
-    def _wait(self, node_id: str, child_id: str, timeout: int, tags: dict[str, str]) -> Outcome | Suspended:
+    def _wait(
+        self, node_id: str, child_id: str, timeout: int, tags: dict[str, str], retention: object
+    ) -> Outcome | Suspended:
         record = self._recorded(node_id, child_id)
         if record is None or record.pending:
             _, record = self.store.create_ex(
                 child_id, timeout, ikey=child_id, tags=tags, callback=self._callback(child_id), adopt=True,
-                allow_past=True,
+                allow_past=True, retention=retention,
             )
             self.cache[child_id] = record
         return outcome_of(record) if record.completed else _SUSPEND

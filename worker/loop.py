@@ -8,10 +8,13 @@ Threads of one worker:
 - a maintenance thread: heartbeats (lease + entry idle time) every ``heartbeat_ms``, takes over
   entries idle past ``lease_ms`` (``XAUTOCLAIM``) every ``reclaim_ms``, and runs the store's
   timeout sweep every ``sweep_ms`` (a per-partition lock keeps concurrent workers from repeating
-  it; a double run is harmless anyway) and the schedule pass (``coordinator/schedules.py``), and
-  every ``reclaim_ms`` the orphan sweep: executions
-  whose lease lapsed ``orphan_ms`` ago with nobody claiming them again are re-queued (their task
-  entry was lost), so no pending promise is stranded.
+  it; a double run is harmless anyway) with the schedule pass (``coordinator/schedules.py``) and
+  the expiry pass (``coordinator/retention.py``), and every ``reclaim_ms`` the orphan sweep:
+  executions whose lease lapsed ``orphan_ms`` ago with nobody claiming them again are re-queued
+  (their task entry was lost), so no pending promise is stranded; now and then it removes
+  consumers idle ``consumer_idle_ms`` that hold no entry (dead workers' names).
+
+On a graceful stop the worker removes its own consumer wherever it holds no entry.
 
 Delivery: at least once. A task delivered more than ``max_deliveries`` times goes to the group's
 dead-letter stream with the reason instead of running again.
@@ -68,6 +71,9 @@ class WorkerSettings:
     shutdown_grace_s: float = 10.0
     #: an execution whose lease lapsed this long ago and that nobody claimed again is re-queued
     orphan_ms: int = 30_000
+    #: consumers (of any worker) idle this long and holding no entry are removed from the group
+    #: (a dead worker's name; a live one that reads again is added back by Redis)
+    consumer_idle_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_deliveries < 1:
@@ -76,6 +82,8 @@ class WorkerSettings:
             raise ValueError("heartbeat_ms must be positive and below lease_ms")
         if self.orphan_ms < self.lease_ms:
             raise ValueError("orphan_ms must be at least lease_ms")
+        if self.consumer_idle_ms < 1000:
+            raise ValueError("consumer_idle_ms must be at least 1000")
 
     def replace(self, **changes: Any) -> WorkerSettings:
         """A copy with some settings changed."""
@@ -200,7 +208,16 @@ class Worker:
                 thread.join(timeout=READ_BLOCK_S + 3)
         self.reader.close()  # what a cut read reconnected meanwhile
         orphans = self._give_back_orphans()
+        self._leave_group()
         log.info("worker %s stopped (%d released)", self.consumer, len(queued) + len(leftover) + orphans)
+
+    def _leave_group(self) -> None:
+        """Remove this consumer from its group wherever it holds no entry (a task it could not
+        give back stays pending to it, and so does its name, until another worker reclaims it)."""
+        try:
+            self.tasks.remove_consumers(self.group, consumer=self.consumer)
+        except VowError as e:
+            log.warning("could not leave group %r: %s", self.group, e)
 
     def _give_back_orphans(self) -> int:
         """Requeue entries still pending to this consumer that no thread runs (a read whose reply
@@ -424,6 +441,7 @@ class Worker:
             "reclaim": (s.reclaim_ms / 1000, self._reclaim),
             "sweep": (s.sweep_ms / 1000, self._sweep),
             "orphan sweep": (s.reclaim_ms / 1000, self._sweep_orphans),
+            "consumer cleanup": (max(s.reclaim_ms, min(s.consumer_idle_ms // 2, 60_000)) / 1000, self._prune_consumers),
         }
         due = dict.fromkeys(jobs, 0.0)
         while not self._done.is_set():
@@ -471,6 +489,13 @@ class Worker:
         if not self.stopping.is_set():
             self.store.sweep(lock_ms=max(1, self.settings.sweep_ms - 50))
             self.store.schedules.run_due()
+            self.store.expire()
+
+    def _prune_consumers(self) -> None:
+        if not self.stopping.is_set():
+            removed = self.tasks.remove_consumers(self.group, min_idle_ms=self.settings.consumer_idle_ms)
+            if removed:
+                log.info("removed %d idle consumer(s) holding no entries from group %r", removed, self.group)
 
     def _sweep_orphans(self) -> None:
         if not self.stopping.is_set():

@@ -223,19 +223,24 @@ class Scheduler:
 
     # -- executions -----------------------------------------------------------------------------
 
-    def run(self, id: str, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Handle:
+    def run(
+        self, id: str, func: Callable[..., Any] | str, *args: Any, retention: object = None, **kwargs: Any
+    ) -> Handle:
         """Start ``func`` (registered here) as a durable execution ``id`` in this group.
 
         Idempotent on the id: if the execution exists, a handle to it is returned and nothing
-        new starts."""
+        new starts. ``retention`` (seconds, a timedelta, ``"7d"``, ``"forever"``; default the
+        store's) is how long the execution and all its steps are kept once it completes."""
         name = self.registry.name_for(func)
-        return self._start(id, name, self.group, args, kwargs)
+        return self._start(id, name, self.group, args, kwargs, retention)
 
-    def rpc(self, id: str, func: str, *args: Any, target: str | None = None, **kwargs: Any) -> Handle:
+    def rpc(
+        self, id: str, func: str, *args: Any, target: str | None = None, retention: object = None, **kwargs: Any
+    ) -> Handle:
         """Start function ``func`` registered in logic group ``target`` (default: this group)."""
         if not isinstance(func, str):
             func = getattr(func, "__name__", "")
-        return self._start(id, func, check_group(target or self.group), args, kwargs)
+        return self._start(id, func, check_group(target or self.group), args, kwargs, retention)
 
     def schedule(
         self,
@@ -280,10 +285,15 @@ class Scheduler:
         self.store.get(id)
         return Handle(self.store, id)
 
-    def _start(self, id: str, name: str, group: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Handle:
+    def _start(
+        self, id: str, name: str, group: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], retention: object
+    ) -> Handle:
         timeout = self.store.estimated_now() + DEFAULT_TIMEOUT_S * 1000
         try:
-            self.store.invoke(id, name, args, kwargs, group=group, timeout=timeout, ikey=id, tags={FUNC_TAG: name})
+            self.store.invoke(
+                id, name, args, kwargs, group=group, timeout=timeout, ikey=id, tags={FUNC_TAG: name},
+                retention=retention,
+            )
         except AlreadyExists:
             pass  # an id created by someone else is that execution: the handle is to it
         return Handle(self.store, id)

@@ -16,9 +16,10 @@ __all__ = ["SCRIPT_NAMES", "SHEBANG", "source"]
 
 SCRIPT_NAMES = (
     # promises
-    "create", "complete", "get", "register", "sweep",
+    "create", "complete", "get", "register", "sweep", "expire", "purge",
     # task executions and streams
     "claim", "heartbeat", "touch", "settle", "suspend", "release", "ack", "requeue", "revive", "orphans",
+    "consumers",
     # schedules
     "schedule_create", "schedule_delete", "schedule_advance",
 )

@@ -13,7 +13,8 @@
 --   KEYS[4] timeouts      vow:{T}:timeouts    KEYS[8] index rejected  vow:{T}:idx:rejected
 --
 -- Keys a script is not passed are named only by derive() below, from a KEYS entry of the same
--- partition: a callback's task stream, a subscription's inbox, and the sweeps' per-id keys.
+-- partition: a callback's task stream, a subscription's inbox, the sweeps' per-id keys, and the
+-- partition's expiry index (vow:{T}:expiry: completed promise id -> when it expires, epoch ms).
 
 local INBOX_TTL_MS = 600000
 
@@ -30,7 +31,8 @@ end
 -- The one way a script names a key it was not passed: the partition base of a KEYS entry
 -- ("vow:{T}:", up to and including the hash tag's closing brace and colon) followed by a suffix
 -- laid out as in coordinator/keys.py: p:<id>, cb:<id>, sub:<id>, x:<id>, q:<group>,
--- dead:<group>, inbox:<listener>. Same base, same hash tag, same slot.
+-- dead:<group>, inbox:<listener>, and the partition's own expiry, timeouts, leases and idx:<family>.
+-- Same base, same hash tag, same slot.
 local function derive(key, suffix)
   local close = string.find(key, '}:', 1, true)
   return string.sub(key, 1, close + 1) .. suffix
@@ -70,13 +72,34 @@ local function fire(K, id)
   if #subs > 0 then redis.call('DEL', K.sub) end
 end
 
--- Bookkeeping of every move out of PENDING: indexes, timeout index, callbacks, subscriptions.
+-- A completed promise expires its retention (field rn, ms; absent = kept for ever) after its
+-- completion: the expiry pass (expire.lua) removes it then.
+local function expire_later(K, id, completed_on)
+  local rn = tonumber(redis.call('HGET', K.p, 'rn'))
+  if rn and completed_on then redis.call('ZADD', derive(K.p, 'expiry'), ms(completed_on + rn), id) end
+end
+
+-- Bookkeeping of every move out of PENDING: indexes, timeout index, expiry, callbacks,
+-- subscriptions.
 local function leave_pending(K, id, state)
   redis.call('ZREM', K.timeouts, id)
   redis.call('ZREM', K.pending, id)
-  local created = tonumber(redis.call('HGET', K.p, 'co'))  -- (a script cannot roll back: never fail here)
+  local f = redis.call('HMGET', K.p, 'co', 'cd')  -- (a script cannot roll back: never fail here)
+  local created = tonumber(f[1])
   if created then redis.call('ZADD', family_key(K, state), ms(created), id) end
+  expire_later(K, id, tonumber(f[2]))
   fire(K, id)
+end
+
+-- Every key and index entry of a promise, gone (base: any key of its partition). The execution
+-- record and lease of an id go with it: a completed promise is driven no more.
+local function forget(base, id)
+  redis.call('DEL', derive(base, 'p:' .. id), derive(base, 'cb:' .. id), derive(base, 'sub:' .. id),
+    derive(base, 'x:' .. id))
+  for _, suffix in ipairs({'idx:all', 'idx:pending', 'idx:resolved', 'idx:rejected', 'timeouts', 'leases',
+      'expiry'}) do
+    redis.call('ZREM', derive(base, suffix), id)
+  end
 end
 
 -- The completion write shared by complete, settle and create (a recorded step): the new state,

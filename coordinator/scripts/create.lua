@@ -22,6 +22,7 @@
 --          when the create itself is refused)
 -- ARGV[23] allow past ('1': a timeout <= now creates the promise already timed out — a timer or
 --          wait whose deadline passed while the request travelled; '0': answer 'past')
+-- ARGV[24] retention, ms after completion ('' = keep for ever)
 -- Returns {status, record fields}: status is created | dedup | exists | past (timeout <= now);
 -- except that a record written just now as requested returns {'fresh', created_on} (the caller
 -- has every other field already; this keeps the reply small).
@@ -64,11 +65,13 @@ redis.call('HSET', K.p, 'id', id, 'state', 'PENDING', 'to', ARGV[4], 'ph', ARGV[
   'timer', ARGV[11], 'co', ms(now), 'rqc', rid)
 if ARGV[8] == '1' then redis.call('HSET', K.p, 'pd', ARGV[9]) end
 if ikey ~= '' then redis.call('HSET', K.p, 'ikc', ikey) end
+if ARGV[24] ~= '' then redis.call('HSET', K.p, 'rn', ARGV[24]) end
 redis.call('ZADD', K.all, ms(now), id)
 
 if completed_state ~= '' then
   write_value(K, completed_state, now, ARGV[13], ARGV[14], ARGV[15], ARGV[16], rid)
   redis.call('ZADD', family_key(K, completed_state), ms(now), id)
+  expire_later(K, id, now)
   return {'fresh', ms(now)}
 end
 

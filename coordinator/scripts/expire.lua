@@ -1,0 +1,73 @@
+#!lua
+-- expire.lua — the expiry pass of one partition: remove each completed promise whose retention
+-- has passed, at most ARGV[4] per call. Cost is O(expired) (ZRANGEBYSCORE on the expiry index).
+-- A promise tagged with an anchor (the tag ARGV[3], the SDK's vow:root: the workflow it is a step
+-- of) naming another id is not removed here: it is returned, and the caller, which reads the
+-- anchor (it may live in another partition), passes a verdict back in its next call: remove it,
+-- keep it until a time, or keep it for ever. So a workflow's steps outlive the workflow, and a
+-- pending workflow never loses a step it may replay.
+--
+-- KEYS[1] vow:{T}:expiry (the record, its other keys and the indexes are derive()d from it)
+-- ARGV[1] now   ARGV[2] request id   ARGV[3] anchor tag   ARGV[4] limit
+-- ARGV[5..] verdicts, pairs (id, keep until epoch ms | '0' remove now | '-1' keep for ever)
+-- Returns {removed, more due ('1'/'0'), {id, anchor, retention ms, id, anchor, ...}}.
+-- Resend: a removal finds nothing the second time; a verdict applied twice is the same verdict.
+
+local EXPIRY = KEYS[1]
+local now = clock(ARGV[1])
+local anchor_tag, limit = ARGV[3], tonumber(ARGV[4])
+local removed = 0
+
+local function completed(id)
+  local p = derive(EXPIRY, 'p:' .. id)
+  if redis.call('TYPE', p)['ok'] ~= 'hash' then return nil end
+  local f = redis.call('HMGET', p, 'state', 'tags', 'rn')
+  if f[1] == false or f[1] == 'PENDING' then return nil end
+  return f
+end
+
+for i = 5, #ARGV - 1, 2 do
+  local id, keep = ARGV[i], ARGV[i + 1]
+  if redis.call('ZSCORE', EXPIRY, id) and completed(id) then
+    if keep == '0' then
+      forget(EXPIRY, id)
+      removed = removed + 1
+    elseif keep == '-1' then
+      redis.call('ZREM', EXPIRY, id)
+    else
+      redis.call('ZADD', EXPIRY, keep, id)
+    end
+  end
+end
+
+local held = {}
+local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', ms(now), 'LIMIT', 0, limit + 1)
+for i = 1, math.min(#due, limit) do
+  local id = due[i]
+  local p = derive(EXPIRY, 'p:' .. id)
+  local kind = redis.call('TYPE', p)['ok']
+  local f = completed(id)
+  if kind == 'none' then
+    forget(EXPIRY, id)  -- removed by other means: its index entries go too
+  elseif f == nil then
+    redis.call('ZREM', EXPIRY, id)  -- pending, or not a record of Vow's shape: never expired here
+  else
+    local anchor = nil
+    local ok, tags = pcall(cmsgpack.unpack, f[2] or '')
+    if ok and type(tags) == 'table' and type(tags[anchor_tag]) == 'string' and tags[anchor_tag] ~= id
+        and tags[anchor_tag] ~= '' then
+      anchor = tags[anchor_tag]
+    end
+    if anchor then
+      held[#held + 1] = id
+      held[#held + 1] = anchor
+      held[#held + 1] = f[3] or ''
+    else
+      forget(EXPIRY, id)
+      removed = removed + 1
+    end
+  end
+end
+local more = '0'
+if #due > limit then more = '1' end
+return {removed, more, held}
