@@ -300,23 +300,24 @@ class Scripts:
 
     def expire(
         self, partition: int, *, anchor_tag: str, limit: int, verdicts: Sequence[tuple[str, int]] = ()
-    ) -> tuple[int, bool, list[Held]]:
+    ) -> tuple[int, bool, list[Held], int]:
         """Remove the expired completed promises of one partition, first applying ``verdicts``
         (id, keep until ms | 0 remove now | -1 keep for ever) on promises it held back before:
-        (how many removed, whether more are due, the anchored ones held back for a verdict)."""
+        (how many removed, whether more are due, the anchored ones held back for a verdict, the
+        script's clock)."""
         args: list[Arg] = [anchor_tag, str(limit)]
         for promise_id, keep in verdicts:
             args += [promise_id, str(keep)]
         reply = self._call("expire", [keys.expiry(partition)], args)
-        if not isinstance(reply, list) or len(reply) != 3 or not isinstance(reply[2], list) or len(reply[2]) % 3:
+        if not isinstance(reply, list) or len(reply) != 4 or not isinstance(reply[2], list) or len(reply[2]) % 3:
             raise StoreError(f"unexpected expire reply for partition {partition}")
-        removed, more, flat = reply
+        removed, more, flat, now = reply
         held = []
         for i in range(0, len(flat), 3):
             retention = flat[i + 2]
             held.append(Held(reply_text(flat[i]), reply_text(flat[i + 1]),
                              int(retention) if retention.isdigit() else None))
-        return int(removed), more == b"1", held
+        return int(removed), more == b"1", held, int(now)
 
     def purge(self, promise_id: str, *, family: str | None, completed_before: int | None) -> bool:
         """Remove one completed promise now (never a pending one); False when it did not match."""

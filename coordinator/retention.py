@@ -36,6 +36,8 @@ __all__ = ["EXPIRE_BATCH", "due_partitions", "expire_due", "purge_promises"]
 
 #: promises examined per expire script call (bounds one script's run time)
 EXPIRE_BATCH = 500
+#: expire script calls per partition in one pass at most (the next pass goes on)
+MAX_CALLS = 100
 #: verdict: remove now / keep for ever (else: keep until that epoch ms)
 REMOVE, KEEP_FOR_EVER = 0, -1
 
@@ -63,15 +65,15 @@ def due_partitions(store: RedisStore, index: Callable[[int], str]) -> tuple[int,
 def expire_due(store: RedisStore, limit: int | None = None) -> int:
     """Remove every completed promise whose retention has passed (at most ``limit``, if given);
     returns how many were removed."""
-    now, partitions = due_partitions(store, keys.expiry)
+    _, partitions = due_partitions(store, keys.expiry)
     total = 0
     for partition in partitions:
         verdicts: list[tuple[str, int]] = []
-        while True:
+        for _ in range(MAX_CALLS):  # each call removes or postpones what it saw; bounded anyway
             batch = EXPIRE_BATCH if limit is None else min(EXPIRE_BATCH, limit - total)
             if batch <= 0:
                 return total
-            removed, more, held = store.scripts.expire(
+            removed, more, held, now = store.scripts.expire(
                 partition, anchor_tag=ANCHOR_TAG, limit=batch, verdicts=verdicts
             )
             total += removed
@@ -82,7 +84,8 @@ def expire_due(store: RedisStore, limit: int | None = None) -> int:
 
 
 def _verdicts(store: RedisStore, held: list[Held], now: int) -> list[tuple[str, int]]:
-    """Read each held promise's anchor (state, and when it expires) and decide."""
+    """Read each held promise's anchor (state, and when it expires) and decide, by the clock of
+    the script that held them (a step kept until a time that has passed meanwhile goes now)."""
     anchors = sorted({h.anchor for h in held})
     with translate_errors(store.url):
         pipe = store.client.pipeline(transaction=False)

@@ -10,7 +10,8 @@
 -- KEYS[1] vow:{T}:expiry (the record, its other keys and the indexes are derive()d from it)
 -- ARGV[1] now   ARGV[2] request id   ARGV[3] anchor tag   ARGV[4] limit
 -- ARGV[5..] verdicts, pairs (id, keep until epoch ms | '0' remove now | '-1' keep for ever)
--- Returns {removed, more due ('1'/'0'), {id, anchor, retention ms, id, anchor, ...}}.
+-- Returns {removed, more due ('1'/'0'), {id, anchor, retention ms, id, anchor, ...}, now}: the
+-- caller decides on the held ones by this script's clock.
 -- Resend: a removal finds nothing the second time; a verdict applied twice is the same verdict.
 
 local EXPIRY = KEYS[1]
@@ -70,4 +71,4 @@ for i = 1, math.min(#due, limit) do
 end
 local more = '0'
 if #due > limit then more = '1' end
-return {removed, more, held}
+return {removed, more, held, ms(now)}
