@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint chaos bench clean
+.PHONY: test demo lint chaos soak bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,9 +29,15 @@ lint: $(STAMP)
 chaos: $(STAMP)
 	VOW_CHAOS_LONG=1 $(BIN)/python -m pytest -q -m slow tests
 
+# The full-size soak: 1,000,000 calls and 10,000 workflows with a 1 s retention; memory sampled
+# every 10 s, plotted to soak-results/memory.png (tests/soak.py; the suite runs a bounded one).
+soak: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[soak]'
+	$(BIN)/python -m tests.soak --out soak-results
+
 bench: $(STAMP)
 	$(BIN)/python bench/quick.py
 	$(BIN)/python bench/durability.py
 
 clean:
-	rm -rf $(VENV) .vow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .vow .pytest_cache .mypy_cache .ruff_cache soak-results
