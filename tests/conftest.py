@@ -1,6 +1,6 @@
 """Shared fixtures: real servers started by the suite itself, fakeredis, an injectable clock.
 
-- ``redis_server``: one standalone server for the session (from coordinator.server, the same code
+- ``redis_server``: one standalone server for the session (from vow.server, the same code
   ``vow dev`` uses); each test that asks for ``redis_url``/``real_store`` gets an empty keyspace.
 - ``redis_cluster``: a 3-master cluster for the session (started on first use, ~2 s).
 - ``store``: parametrized over the real server and fakeredis (the contract suites run on both).
@@ -11,6 +11,7 @@ Under ``CI=true`` a missing server binary fails the run instead of skipping.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +47,14 @@ def _binary() -> str:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true and no server binary: {e}")
         pytest.skip(str(e))
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect cycles after every test, so an unclosed socket (a ResourceWarning, an error under
+    filterwarnings=error) is reported at the test that leaked it, not at the end of the session."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ from vow import (
     WorkerSettings,
 )
 from vow.coordinator.executions import Delivery
+from vow.coordinator.memory import memory_report
 from vow.coordinator.records import decode_promise
 from vow.coordinator.streams import dead_letters, group_stats, known_groups, pending_entries, requeue
 from vow.coordinator.tasks import MAX_MESSAGE_BYTES, MalformedTask, TaskKind, TaskMessage, decode_task
@@ -58,8 +59,9 @@ VOW_ACL_COMMANDS = (
     " +rpush +blpop"                                                     # wait inboxes
     " +sadd +smembers"                                                   # known logic groups
     " +zadd +zrem +zrange +zrangebyscore +zrevrangebyscore +zmscore"     # indexes, timeouts, leases, schedules
+    " +zscore +zcard +zrevrange +memory|usage"                           # expiry, memory per kind of record
     " +xadd +xack +xdel +xclaim +xautoclaim +xreadgroup +xpending"       # task streams
-    " +xrange +xrevrange +xlen +xgroup|create +xinfo|groups +xinfo|consumers"
+    " +xrange +xrevrange +xlen +xgroup|create +xgroup|delconsumer +xinfo|groups +xinfo|consumers"
     " +ping +time +info +config|get +client|id +client|unblock"          # connection, clock, checks
 )
 
@@ -313,6 +315,16 @@ def _play_the_story_and_the_operator_paths(
     # a late move by a worker that no longer owns its entry (a resend): answered, nothing moved
     stale = Delivery(0, "1-1", TaskMessage(TaskKind.INVOKE, "gone", "email-service"), b"m", None, 1)
     assert human.tasks.dead_letter("email-service", "another-consumer", stale, "late") is False
+
+    # retention: a workflow kept 1 s goes with its step (the expiry pass reads the step's workflow)
+    def quick(ctx: Context) -> Generator[Any, Any, str]:
+        return (yield ctx.lfc(step3))
+
+    flow.register(quick)
+    assert flow.run("acl-short", quick, retention=1).result(timeout=10) == "step3"
+    wait_until(lambda: human.read_records(["acl-short", "acl-short.1"]) == {"acl-short": None, "acl-short.1": None},
+               timeout=15, what="the workflow and its step to expire")
+    assert {row.kind for row in memory_report(human)} >= {"promise records, completed", "task streams"}
 
     # a timer that the workers' timeout sweep resolves
     human.create("acl-timer", human.now() + 20, tags={"resonate:timeout": "true"})

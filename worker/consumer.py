@@ -59,6 +59,18 @@ class Consumer:
         """New entries for this consumer; blocks up to ``block_s`` when there are none."""
         connection = self._reader()
         try:
+            return self._read(connection, count, partitions, block_s)
+        finally:
+            if self._closed:
+                # close() ran while this read was under way: a read that redis-py retried may have
+                # opened a socket after it; the reading thread closes it on its way out, so no
+                # socket outlives a stopped worker (a worker whose join timed out included).
+                self._disconnect(connection)
+
+    def _read(
+        self, connection: Any, count: int, partitions: Iterable[int] | None, block_s: float
+    ) -> list[Delivery]:
+        try:
             if self._connection_id is None:
                 # One thread reads through this connection's pool, so later reads reuse it.
                 self._connection_id = self.store.connection_id(connection)
@@ -88,7 +100,11 @@ class Consumer:
                 self.store.unblock(self._connection_id)
             except StoreError:
                 pass
-        if connection is None or connection is self.store.client:
+        if connection is not None:
+            self._disconnect(connection)
+
+    def _disconnect(self, connection: Any) -> None:
+        if connection is self.store.client:
             return
         pool = getattr(connection, "connection_pool", None)
         if pool is not None:
