@@ -164,7 +164,11 @@ class PrometheusMetrics(Metrics):
         client = _client()
         from prometheus_client.core import GaugeMetricFamily
 
-        self.registry: CollectorRegistry = registry if registry is not None else client.CollectorRegistry()
+        if registry is None:  # a registry of its own, with the client's standard process metrics
+            registry = client.CollectorRegistry()
+            for standard in (client.ProcessCollector, client.PlatformCollector, client.GCCollector):
+                standard(registry=registry)
+        self.registry: CollectorRegistry = registry
         self._gauge_family = GaugeMetricFamily
         self._workers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
