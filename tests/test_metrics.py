@@ -6,7 +6,9 @@ Counts are read from scrapes until the mix has finished (a condition with a dead
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import threading
 import urllib.error
@@ -320,3 +322,29 @@ def test_a_port_in_use_is_a_clear_error() -> None:
             serve_metrics(first.port, "0.0.0.0")
     finally:
         first.close()
+
+
+# -- the Grafana dashboard ----------------------------------------------------------------------
+
+
+def exposed_families() -> dict[str, set[str]]:
+    """Every metric family Vow exposes (worker and group) -> the sample names a query can use."""
+    from vow.cli.metrics import GROUP_METRICS
+    from vow.worker.metrics import PrometheusMetrics
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
+    families = {f.name: f.type for f in PrometheusMetrics().registry.collect() if f.name.startswith("vow_")}
+    families.update({name: kind for name, (kind, _) in GROUP_METRICS.items()})
+    return {name: {name + s for s in suffixes[kind]} for name, kind in families.items()}
+
+
+def test_the_grafana_dashboard_uses_exactly_the_exposed_names() -> None:
+    dashboard = json.loads((ROOT / "examples" / "grafana" / "vow-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"\bvow_[a-z_]+", expr)}
+    families = exposed_families()
+    known = set().union(*families.values())
+    assert used <= known, f"the dashboard queries metrics Vow does not expose: {sorted(used - known)}"
+    unused = sorted(f for f, names in families.items() if not names & used)
+    assert not unused, f"metrics without a panel: {unused}"
+    assert len(families) == 25  # 13 of the workers, 12 of the groups
