@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import urllib.error
@@ -313,6 +314,16 @@ def test_metrics_without_prometheus_client_is_a_clear_error(monkeypatch: pytest.
     # without metrics asked for, nothing needs it
     with closing(RedisStore("redis://127.0.0.1:1/0")) as store:
         Scheduler(store, "g", serve=False)
+
+
+def test_nothing_imports_prometheus_client_unless_metrics_are_asked_for() -> None:
+    code = ("import sys; sys.modules['prometheus_client'] = None\n"
+            "import vow.cli.main, vow.cli.metrics, vow.worker.metrics\n"
+            "from vow import RedisStore, Scheduler\n"
+            "from vow.worker import Worker\n"
+            "Scheduler(RedisStore('redis://127.0.0.1:1/0'), 'g', serve=False).store.close()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_port_in_use_is_a_clear_error() -> None:

@@ -26,7 +26,7 @@ The gauges (tasks in flight, leases held) are read from the watched workers when
 
 One process, one registry, one port: ``vow worker start`` runs one process (threads, no fork), so
 each worker process serves its own port and Prometheus sums the targets; prometheus_client's
-multiprocess mode is not used (see ``docs/README-metrics.md``).
+multiprocess mode is not used (the README's Metrics section says why).
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ When serving starts (the one place this is decided):
 
 ``wait_for_ever()`` (alias ``wait_forever()``) blocks the main thread until SIGTERM/SIGINT, then
 shuts down gracefully.
+
+``Scheduler(..., metrics_port=9464)`` serves Prometheus metrics of its worker on that port while it
+serves (``worker/metrics.py``; needs the ``metrics`` extra, checked at construction).
 """
 
 from __future__ import annotations
