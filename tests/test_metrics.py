@@ -28,7 +28,7 @@ from tests.harness import ROOT, wait_until
 from vow import Context, RedisStore, Scheduler
 from vow.cli import cli
 from vow.cli.metrics import GroupCollector, group_metrics
-from vow.cli.overview import overview
+from vow.cli.overview import Overview, overview
 from vow.coordinator import streams
 from vow.coordinator.records import State, Value
 from vow.processes import ManagedProcess
@@ -82,6 +82,12 @@ def finished(samples: Samples, group: str) -> float:
     return sum(total(samples, name, group) for name in FINISHED)
 
 
+def settled(samples: Samples, group: str, count: int) -> bool:
+    """``count`` executions finished and no task running any more (a task is in flight until its
+    entry is forgotten, a moment after its outcome is counted)."""
+    return finished(samples, group) == count and value(samples, "vow_tasks_in_flight", group=group) == 0
+
+
 # -- a real `vow worker start --metrics-port` after a known mix ---------------------------------
 
 
@@ -121,7 +127,7 @@ def test_worker_counts_a_known_mix_exactly(metrics_worker: tuple[ManagedProcess,
         assert flow.result(timeout=20) == "yes"
 
     # 5 ok + 2 boom + 1 flaky + 1 unknown + 2 drives of the workflow (first run, resume)
-    samples = scrape_when(port, lambda s: finished(s, GROUP) == 11, "11 finished tasks")
+    samples = scrape_when(port, lambda s: settled(s, GROUP, 11), "11 finished tasks")
     expected = {
         "vow_tasks_started_total": {"ok": 5, "boom": 2, "flaky": 1, UNREGISTERED: 1, "waiter": 2},
         "vow_tasks_succeeded_total": {"ok": 5, "flaky": 1, "waiter": 1},
@@ -189,7 +195,7 @@ def test_in_flight_leases_reclaimed_and_fenced(redis_url: str) -> None:
             assert ghost.result(timeout=20) == "held"
             assert app.rpc("usurped-1", "usurped").result(timeout=20) == "usurper"
 
-            samples = scrape_when(port, lambda s: finished(s, group) == 2 and store.tasks.pending_count(group) == 0,
+            samples = scrape_when(port, lambda s: settled(s, group, 2) and store.tasks.pending_count(group) == 0,
                                   "the fenced entry reclaimed and acknowledged")
         finally:
             app.stop(grace_s=5)
@@ -261,8 +267,12 @@ def test_group_gauges(redis_url: str) -> None:
 
             # resolving a, its workflow goes on to a timer: still suspended, no longer a human wait
             store.resolve("human-a", data="true")
-            wait_until(lambda: len(overview(store).human_waits("waiters")) == 1, what="one human wait left")
-            figures = overview(store)
+            def on_its_timer() -> Overview | None:
+                figures = overview(store)
+                timer = any(p.id.startswith("wf-a.") and p.is_timer for p in store.search("wf-a.*").promises)
+                return figures if timer and len(figures.human_waits("waiters")) == 1 else None
+
+            figures = wait_until(on_its_timer, what="wf-a waiting on its timer")
             assert [w.root for w in figures.human_waits("waiters")] == ["wf-b"]
             assert figures.waits.suspended == {"waiters": {"wf-a", "wf-b"}}
             samples = collected(store)

@@ -178,12 +178,13 @@ class Scheduler:
         with self._lock:
             if self._worker is None:
                 settings = self.settings if concurrency is None else self.settings.replace(concurrency=concurrency)
+                served = check_group(group or self.group)
                 port = self.metrics_port if metrics_port is None else metrics_port
                 if port is not None and self._metrics is None:
                     self._metrics = serve_metrics(port, self.metrics_host)
                     log.info("metrics on http://%s:%d/metrics", self.metrics_host, self._metrics.port)
                 self._worker = Worker(
-                    store or self.store, check_group(group or self.group), self.registry, self.dependencies, settings,
+                    store or self.store, served, self.registry, self.dependencies, settings,
                     metrics=self._metrics.metrics if self._metrics is not None else None,
                 )
                 self._worker.start()
