@@ -74,7 +74,7 @@ def worker() -> None:
 @click.option("--url", envvar="VOW_REDIS_URL", help="Redis URL (default: the app's own store).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), envvar="VOW_METRICS_PORT", show_envvar=True,
               help="Serve Prometheus metrics on this port at /metrics (needs the metrics extra).")
-@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address the metrics port binds.")
+@click.option("--metrics-host", help="Address the metrics port binds (default: the app's own, else 0.0.0.0).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO",
               show_default=True, envvar="VOW_LOG_LEVEL", show_envvar=True,
               help="Lowest level logged (WARNING drops the per-task INFO lines).")
@@ -82,7 +82,7 @@ def worker() -> None:
               envvar="VOW_LOG_FORMAT", show_envvar=True, help="Log lines as text, or one JSON object per line.")
 def start(
     target: str, group: str | None, concurrency: int | None, url: str | None, metrics_port: int | None,
-    metrics_host: str, log_level: str, log_format: str,
+    metrics_host: str | None, log_level: str, log_format: str,
 ) -> None:
     """Serve the functions registered on the Scheduler MODULE:ATTR until SIGTERM or Ctrl-C."""
     if metrics_port is not None:
@@ -92,7 +92,8 @@ def start(
     say = _announcer(log_format)
     store = RedisStore(url) if url else app.store
     served = group or app.group
-    app.metrics_host = metrics_host
+    if metrics_host is not None:
+        app.metrics_host = metrics_host
     say(f"vow worker: {target} registers {', '.join(app.registry.names()) or 'no functions'}; "
         f"group {served!r} at {store.display_url}")
     app.wait_for_ever(group=served, concurrency=concurrency, store=store, metrics_port=metrics_port)
