@@ -9,7 +9,7 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY . .
-RUN python -m pip install --no-cache-dir '.[examples]' \
+RUN python -m pip install --no-cache-dir '.[examples,metrics]' \
     && useradd --create-home --uid 10001 vow
 
 USER vow

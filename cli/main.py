@@ -13,6 +13,7 @@ from .calls import invoke, tree
 from .demo import demo
 from .dev import dev
 from .errors import VowGroup
+from .metrics import metrics
 from .promises import promises
 from .schedules import schedules
 from .streams import streams
@@ -27,6 +28,7 @@ __all__ = ["cli", "main"]
     "  vow --debug promises get email-confirmed-alice",
 )
 @click.option("--debug", is_flag=True, help="On an error, print the traceback too.")
+@click.version_option(package_name="vow", prog_name="vow", message="%(prog)s %(version)s")
 def cli(debug: bool) -> None:
     """Vow: durable promises and distributed async/await on Redis.
 
@@ -44,6 +46,7 @@ cli.add_command(streams)
 cli.add_command(schedules)
 
 cli.add_command(worker)
+cli.add_command(metrics)
 cli.add_command(demo)
 
 

@@ -42,6 +42,9 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 README = ROOT / "README.md"
 VOW = str(Path(sys.executable).parent / "vow")
 APP_SERVICES = ["email-service", "workflow-service", "confirm-service"]
+#: the services of the "metrics" profile: group gauges (vow metrics serve) and Prometheus
+METRICS_SERVICES = ["metrics", "prometheus"]
+PROMETHEUS_YML = ROOT / "examples" / "prometheus" / "prometheus.yml"
 
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?: (?P<value>.*))?$")
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:@+-][^#]*$")
@@ -125,6 +128,8 @@ def vow_command(args: list[str]) -> click.Command:
 
 def commands(compose: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
     for name, service in compose["services"].items():
+        if name == "prometheus":
+            continue  # its own image's arguments: checked in test_prometheus_scrapes_every_metrics_port
         yield name, "command", service["command"]
         yield name, "healthcheck", service["healthcheck"]["test"][1:]
 
@@ -141,7 +146,7 @@ def test_compose_reader_refuses_what_it_does_not_understand() -> None:
 
 def test_services_and_redis_settings(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert sorted(services) == sorted(["redis", *APP_SERVICES])
+    assert sorted(services) == sorted(["redis", *APP_SERVICES, *METRICS_SERVICES])
     redis = services["redis"]
     args = " ".join(redis["command"])
     assert redis["command"][0] == "redis-server"
@@ -151,7 +156,7 @@ def test_services_and_redis_settings(compose: dict[str, Any]) -> None:
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
+@pytest.mark.parametrize("name", [*APP_SERVICES, "metrics"])
 def test_app_services_are_built_here_and_point_at_redis(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
     assert service["build"] == "."
@@ -187,7 +192,38 @@ def test_every_command_names_real_code(compose: dict[str, Any], in_root: None) -
         else:
             assert name == "redis" and argv in (["redis-server", *argv[1:]], ["redis-cli", "ping"])
         checked += 1
-    assert checked == 8
+    assert checked == 10
+
+
+def metrics_ports(compose: dict[str, Any]) -> dict[str, int]:
+    """Service -> the port its command serves Prometheus metrics on."""
+    found: dict[str, int] = {}
+    for name, service in compose["services"].items():
+        argv = service["command"]
+        if argv[:3] == ["vow", "worker", "start"] and "--metrics-port" in argv:
+            found[name] = int(argv[argv.index("--metrics-port") + 1])
+        elif argv[:3] == ["vow", "metrics", "serve"]:
+            found[name] = int(argv[argv.index("--port") + 1]) if "--port" in argv else 9465
+    return found
+
+
+def test_prometheus_scrapes_every_metrics_port(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in METRICS_SERVICES:
+        assert services[name]["profiles"] == ["metrics"]  # optional: only with --profile metrics
+    assert "profiles" not in services["email-service"]
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    mount = "./examples/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+    assert mount in prometheus["volumes"]
+    assert Path(ROOT, mount.split(":")[0]).resolve() == PROMETHEUS_YML
+    assert set(prometheus["depends_on"]) <= set(services)
+    assert prometheus["healthcheck"]["test"][0] == "CMD"
+    config = read_compose(PROMETHEUS_YML.read_text())
+    targets = sorted(t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"])
+    served = sorted(f"{name}:{port}" for name, port in metrics_ports(compose).items())
+    assert targets == served == ["email-service:9464", "metrics:9465"]
 
 
 def dockerfile_install() -> list[str]:

@@ -26,6 +26,7 @@ from .codec import encode_error, encode_value, outcome_of
 from .context import Context, LocalCall, Promise, RemoteCall
 from .driver import Await, Done, Driver, Failed, Local, Remote, Timer, Wait
 from .errors import EncodingError, ReplayDivergence, UnknownFunction
+from .metrics import NO_METRICS, Metrics
 from .registry import Registry, function_name
 from .retry import Exponential, RetryPolicy
 from .tags import FUNC_TAG, PARENT_TAG, ROOT_TAG
@@ -81,6 +82,7 @@ class Execution:
         root: DurablePromise,
         fresh: bool,
         stop: threading.Event,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -89,6 +91,7 @@ class Execution:
         self.root = root
         self.fresh = fresh
         self.stop = stop
+        self.metrics = metrics
         self.clock_ms = store.estimated_now
         self.cache: dict[str, DurablePromise | None] = {}
         self.function = ""
@@ -108,7 +111,7 @@ class Execution:
         if entry.is_generator:
             outcome = self.drive(self.root.id, entry.func(ctx, *args, **kwargs))
         else:
-            outcome = self.call(entry.func, ctx, args, kwargs, entry.retry_policy, entry.non_retryable)
+            outcome = self.call(entry.func, ctx, args, kwargs, entry.retry_policy, entry.non_retryable, name=name)
         if isinstance(outcome, Suspended):
             return outcome
         return Completed(outcome[1]) if outcome[0] else Errored(outcome[1])
@@ -126,6 +129,7 @@ class Execution:
         kwargs: Mapping[str, Any],
         policy: RetryPolicy | None,
         non_retryable: tuple[type[BaseException], ...],
+        name: str = "",
     ) -> Outcome:
         policy = policy or Exponential()
         attempt = 0
@@ -142,6 +146,7 @@ class Execution:
             attempt += 1
             if self.stop.wait(delay):
                 raise Abandoned()
+            self.metrics.task_retried(self.group, name or function_name(func))
 
     # -- generators -----------------------------------------------------------------------------
 

@@ -36,13 +36,15 @@ from vow.coordinator import keys
 from vow.coordinator.errors import NotConfirmed, StoreConnectionError, ValidationError, VowError
 from vow.coordinator.executions import Delivery
 from vow.coordinator.lua import Answer, ClaimStatus
-from vow.coordinator.records import State
+from vow.coordinator.records import DurablePromise, State
 from vow.coordinator.store import RedisStore
+from vow.coordinator.tasks import invoke_function
 
 from .codec import encode_error, encode_value
 from .consumer import READ_BLOCK_S, Consumer
 from .errors import EncodingError
 from .executor import Abandoned, Completed, Errored, Execution, Missing, Suspended
+from .metrics import NO_METRICS, Metrics, TaskOutcome, function_label, queue_wait_s
 from .registry import Registry
 
 __all__ = ["Worker", "WorkerSettings"]
@@ -110,6 +112,7 @@ class Worker:
         dependencies: Mapping[str, Any],
         settings: WorkerSettings | None = None,
         consumer: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.group = group
@@ -130,6 +133,7 @@ class Worker:
         self._autoclaim_cursors = ["0-0"] * keys.PARTITIONS
         self.started = False
         self.tasks_done = 0
+        self.metrics = metrics or NO_METRICS
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -146,6 +150,7 @@ class Worker:
         for i, partitions in enumerate(readers):
             self._spawn(f"vow-reader-{i}", functools.partial(self._read_loop, partitions))
         self._spawn("vow-maintenance", self._maintenance_loop)
+        self.metrics.watch(self)
         log.info("worker %s serving group %r (%d functions)", self.consumer, self.group, len(self.registry))
         return self
 
@@ -253,6 +258,12 @@ class Worker:
         finally:
             self._forget(held.delivery)
 
+    def gauges(self) -> tuple[int, int]:
+        """Tasks running now and execution leases held now (the metrics read them when scraped)."""
+        with self._lock:
+            held = list(self._held.values())
+        return sum(h.state == "running" for h in held), sum(h.counter is not None for h in held)
+
     # -- reading --------------------------------------------------------------------------------
 
     def _free_slots(self) -> int:
@@ -335,13 +346,12 @@ class Worker:
             self._forget(delivery)
             self.tasks_done += 1
         message = delivery.message
+        promise_id, kind = (message.id, message.kind.value) if message else (delivery.entry_id, "?")
+        function, elapsed_ms = (message.func if message else "") or "-", (time.monotonic() - started) * 1000
         log.info(
-            "task %s %s %s -> %s in %.1f ms",
-            message.id if message else delivery.entry_id,
-            message.kind.value if message else "?",
-            (message.func or "-") if message else "-",
-            outcome,
-            (time.monotonic() - started) * 1000,
+            "task %s %s %s -> %s in %.1f ms", promise_id, kind, function, outcome, elapsed_ms,
+            extra={"promise_id": promise_id, "kind": kind, "group": self.group, "function": function,
+                   "outcome": outcome, "duration_ms": round(elapsed_ms, 1)},
         )
 
     def _refusal(self, delivery: Delivery) -> str | None:
@@ -358,7 +368,6 @@ class Worker:
 
     def _handle(self, held: _Held) -> str:
         delivery = held.delivery
-        limit = self.settings.max_deliveries
         reason = self._refusal(delivery)
         if reason is not None:
             self._dead_letter(delivery, reason)
@@ -382,36 +391,54 @@ class Worker:
             return "busy elsewhere"
         assert claim.promise is not None
         held.promise_id, held.counter = message.id, claim.counter
-        fresh = claim.counter == 1
+        function = function_label(self.registry, invoke_function(claim.promise.param.data) or message.func)
+        self.metrics.task_started(self.group, function, queue_wait_s(delivery.entry_id, self.store.estimated_now()))
+        began, outcome = time.monotonic(), TaskOutcome.RELEASED
+        try:
+            text, outcome = self._drive(held, claim.promise, claim.counter)
+            return text
+        finally:
+            self.metrics.task_finished(self.group, function, outcome, time.monotonic() - began)
+
+    def _drive(self, held: _Held, root: DurablePromise, counter: int) -> tuple[str, TaskOutcome]:
+        """Run the claimed execution of ``root`` under ``counter`` and commit what it came to."""
+        delivery = held.delivery
+        message = delivery.message
+        assert message is not None
+        fresh = counter == 1
         while True:
             execution = Execution(
                 store=self.store, registry=self.registry, group=self.group, dependencies=self.dependencies,
-                root=claim.promise, fresh=fresh, stop=self.stopping,
+                root=root, fresh=fresh, stop=self.stopping, metrics=self.metrics,
             )
             result = execution.run()
             if isinstance(result, Missing):
-                self.tasks.release(message.id, claim.counter)
+                self.tasks.release(message.id, counter)
                 held.promise_id = held.counter = None
-                if delivery.deliveries >= limit:
+                if delivery.deliveries >= self.settings.max_deliveries:
                     self._dead_letter(delivery, f"{result.error} (after {delivery.deliveries} deliveries)")
-                    return "dead-lettered (unknown function)"
+                    return "dead-lettered (unknown function)", TaskOutcome.RELEASED
                 self._requeue(delivery, dataclasses.replace(message, deliveries=delivery.deliveries).encode())
-                return f"requeued: {result.error}"
+                return f"requeued: {result.error}", TaskOutcome.RELEASED
             held.counter = None  # committing: the heartbeat leaves this execution alone
             if isinstance(result, Suspended):
                 answer = self.tasks.suspend(
-                    message.id, claim.counter, group=self.group, consumer=self.consumer, delivery=delivery
+                    message.id, counter, group=self.group, consumer=self.consumer, delivery=delivery
                 )
                 if answer is Answer.WAKE:
-                    held.counter, fresh = claim.counter, False
+                    held.counter, fresh = counter, False
                     continue
-                return "suspended" if answer is Answer.OK else "lost lease (fenced)"
+                if answer is Answer.OK:
+                    return "suspended", TaskOutcome.SUSPENDED
+                return "lost lease (fenced)", TaskOutcome.FENCED
             state, value = self._final_value(result)
             if not self.tasks.settle(
-                message.id, claim.counter, state, value, group=self.group, consumer=self.consumer, delivery=delivery
+                message.id, counter, state, value, group=self.group, consumer=self.consumer, delivery=delivery
             ):
-                return "lost lease (fenced)"
-            return "resolved" if state is State.RESOLVED else "rejected"
+                return "lost lease (fenced)", TaskOutcome.FENCED
+            if state is State.RESOLVED:
+                return "resolved", TaskOutcome.SUCCEEDED
+            return "rejected", TaskOutcome.FAILED
 
     def _final_value(self, result: Completed | Errored) -> tuple[State, Any]:
         if isinstance(result, Completed):
@@ -431,6 +458,7 @@ class Worker:
 
     def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         self.tasks.dead_letter(self.group, self.consumer, delivery, reason)
+        self.metrics.task_dead_lettered(self.group, function_label(self.registry, delivery.message))
 
     # -- maintenance ----------------------------------------------------------------------------
 
@@ -483,6 +511,7 @@ class Worker:
             self.group, self.consumer, min_idle_ms=self.settings.lease_ms, count=min(free, 32),
             cursors=self._autoclaim_cursors,
         ):
+            self.metrics.task_reclaimed(self.group, function_label(self.registry, delivery.message))
             self._submit(delivery)
 
     def _sweep(self) -> None:

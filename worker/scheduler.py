@@ -12,6 +12,9 @@ When serving starts (the one place this is decided):
 
 ``wait_for_ever()`` (alias ``wait_forever()``) blocks the main thread until SIGTERM/SIGINT, then
 shuts down gracefully.
+
+``Scheduler(..., metrics_port=9464)`` serves Prometheus metrics of its worker on that port while it
+serves (``worker/metrics.py``; needs the ``metrics`` extra, checked at construction).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from vow.coordinator.validate import check_group
 
 from .codec import outcome_of
 from .loop import Worker, WorkerSettings
+from .metrics import MetricsServer, require_prometheus, serve_metrics
 from .registry import Registry
 from .retry import RetryPolicy
 from .tags import FUNC_TAG
@@ -91,6 +95,8 @@ class Scheduler:
         concurrency: int | None = None,
         settings: WorkerSettings | None = None,
         serve: bool = True,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
     ) -> None:
         self.store = store
         self.group = check_group(logic_group)
@@ -99,6 +105,12 @@ class Scheduler:
         base = settings or WorkerSettings()
         self.settings = base if concurrency is None else base.replace(concurrency=concurrency)
         self.serve = serve
+        #: serve Prometheus metrics on this port while serving (``worker/metrics.py``)
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        if metrics_port is not None:
+            require_prometheus()  # fail here, not at the first register()
+        self._metrics: MetricsServer | None = None
         self._worker: Worker | None = None
         self._lock = threading.Lock()
 
@@ -157,19 +169,27 @@ class Scheduler:
                 _deferred -= 1
 
     def start(
-        self, *, group: str | None = None, concurrency: int | None = None, store: RedisStore | None = None
+        self, *, group: str | None = None, concurrency: int | None = None, store: RedisStore | None = None,
+        metrics_port: int | None = None,
     ) -> Worker:
-        """Start serving in background threads (idempotent): this Scheduler's group, settings and
-        store, or the ones given (``vow worker start --group/--concurrency/--url``)."""
+        """Start serving in background threads (idempotent): this Scheduler's group, settings,
+        store and metrics port, or the ones given (``vow worker start --group/--concurrency/--url/
+        --metrics-port``)."""
         with self._lock:
             if self._worker is None:
                 settings = self.settings if concurrency is None else self.settings.replace(concurrency=concurrency)
+                served = check_group(group or self.group)
+                port = self.metrics_port if metrics_port is None else metrics_port
+                if port is not None and self._metrics is None:
+                    self._metrics = serve_metrics(port, self.metrics_host)
+                    log.info("metrics on http://%s:%d/metrics", self.metrics_host, self._metrics.port)
                 self._worker = Worker(
-                    store or self.store, check_group(group or self.group), self.registry, self.dependencies, settings
+                    store or self.store, served, self.registry, self.dependencies, settings,
+                    metrics=self._metrics.metrics if self._metrics is not None else None,
                 )
                 self._worker.start()
                 atexit.register(self._stop_at_exit)
-            elif group is not None or concurrency is not None or store is not None:
+            elif group is not None or concurrency is not None or store is not None or metrics_port is not None:
                 raise RuntimeError("this Scheduler already serves; its group and settings can no longer change")
             return self._worker
 
@@ -182,6 +202,15 @@ class Scheduler:
             worker = self._worker
         if worker is not None:
             worker.stop(grace_s)
+        with self._lock:
+            metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            metrics.close()
+
+    @property
+    def metrics_server(self) -> MetricsServer | None:
+        """The metrics server while serving with a metrics port (its ``port`` is the bound one)."""
+        return self._metrics
 
     def wait_for_ever(
         self,
@@ -190,12 +219,13 @@ class Scheduler:
         group: str | None = None,
         concurrency: int | None = None,
         store: RedisStore | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         """Serve until SIGTERM or SIGINT, then shut down gracefully and return.
 
         ``ready`` is called with the worker once it serves and signals are handled (a readiness
-        hook for probes and tests). ``group``, ``concurrency`` and ``store`` are as for
-        :meth:`start`."""
+        hook for probes and tests). ``group``, ``concurrency``, ``store`` and ``metrics_port`` are
+        as for :meth:`start`."""
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: Any) -> None:
@@ -209,12 +239,12 @@ class Scheduler:
         # Handlers first: once the worker logs that it serves, a signal stops it gracefully.
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            worker = self.start(group=group, concurrency=concurrency, store=store)
+            worker = self.start(group=group, concurrency=concurrency, store=store, metrics_port=metrics_port)
             if ready is not None:
                 ready(worker)
             while not stop.wait(1.0):
                 pass
-            worker.stop()
+            self.stop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
