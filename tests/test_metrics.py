@@ -159,7 +159,7 @@ def test_worker_counts_a_known_mix_exactly(metrics_worker: tuple[ManagedProcess,
 def test_in_flight_leases_reclaimed_and_fenced(redis_url: str) -> None:
     group = "metrics-gauges"
     release = threading.Event()
-    settings = WorkerSettings(concurrency=2, lease_ms=1000, heartbeat_ms=200, reclaim_ms=100, orphan_ms=60_000)
+    settings = WorkerSettings(concurrency=2, lease_ms=3000, heartbeat_ms=300, reclaim_ms=100, orphan_ms=60_000)
     with closing(RedisStore(redis_url)) as store:
         app = Scheduler(store, group, settings=settings, serve=False, metrics_port=0, metrics_host="127.0.0.1")
 
@@ -268,8 +268,9 @@ def test_group_gauges(redis_url: str) -> None:
             # resolving a, its workflow goes on to a timer: still suspended, no longer a human wait
             store.resolve("human-a", data="true")
             def on_its_timer() -> Overview | None:
-                figures = overview(store)
+                # the timer first: figures read before it exists would not count wf-a as suspended
                 timer = any(p.id.startswith("wf-a.") and p.is_timer for p in store.search("wf-a.*").promises)
+                figures = overview(store)
                 return figures if timer and len(figures.human_waits("waiters")) == 1 else None
 
             figures = wait_until(on_its_timer, what="wf-a waiting on its timer")
