@@ -55,11 +55,12 @@ def serve(url: str, host: str, port: int, token: str | None) -> None:
     try:
         click.echo(f"vow console: open {address(host, bound, token)} (Redis {store.display_url}); Ctrl-C stops it")
         sys.stdout.flush()
-        server.run()
+        server.run()  # returns on KeyboardInterrupt (SIGINT, or SIGTERM by _interrupt)
     except KeyboardInterrupt:
-        click.echo("vow console: stopped")
+        pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.close()
         throughput.stop()
         store.close()
+    click.echo("vow console: stopped")

@@ -55,17 +55,22 @@ def _page(template: str, nav: str, load: Callable[[], dict[str, Any]]) -> tuple[
     try:
         context = load()
     except StoreConnectionError as e:
-        status, outage = 503, str(e)
+        status, outage = 503, str(e).rstrip(".")
     except NotFound as e:
-        status, problem = 404, str(e)
+        status, problem = 404, _sentence(e)
     except VowError as e:
-        status, problem = 400, str(e)
+        status, problem = 400, _sentence(e)
     live = request.headers.get(LIVE_HEADER) == "1"
     html = render_template(
         template, live=live, nav=nav, outage=outage, problem=problem, live_url=request.full_path.rstrip("?"),
         form_token=form_token, present=present, **page_context(), **context,
     )
     return html, status
+
+
+def _sentence(error: Exception) -> str:
+    """An error's message as one sentence (one final full stop)."""
+    return str(error).rstrip(".") + "."
 
 
 def _now() -> int:
@@ -192,11 +197,11 @@ def complete() -> Response:
         data = check_json_text(text) if text else None
         status, record = state().store.complete_ex(promise_id, target, ikey=f"console:{token}", data=data)
     except StoreConnectionError as e:
-        flash(f"Not sent: {e}. Send the form again once Redis is back (it completes the promise at most once).",
-              "error")
+        flash(f"Not sent: {_sentence(e)} Send the form again once Redis is back "
+              "(it completes the promise at most once).", "error")
         return _back()
     except VowError as e:
-        flash(f"Not sent: {e}. Nothing was changed.", "error")
+        flash(f"Not sent: {_sentence(e)} Nothing was changed.", "error")
         return _back()
     if record is None:
         flash(f"Promise {promise_id!r} not found. Nothing was changed.", "error")
@@ -213,7 +218,7 @@ def requeue() -> Response:
     try:
         new_ref = task_streams.requeue(state().store, group, entry)
     except VowError as e:
-        flash(f"Not requeued: {e}.", "error")
+        flash(f"Not requeued: {_sentence(e)}", "error")
     else:
         flash(f"Requeued dead letter {entry} of {group!r} as {new_ref}.", "ok")
     return _back("/streams")
