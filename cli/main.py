@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from .calls import invoke, tree
+from .console import console
 from .demo import demo
 from .dev import dev
 from .errors import VowGroup
@@ -44,6 +45,7 @@ cli.add_command(invoke)
 cli.add_command(tree)
 cli.add_command(streams)
 cli.add_command(schedules)
+cli.add_command(console)
 
 cli.add_command(worker)
 cli.add_command(metrics)

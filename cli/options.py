@@ -23,6 +23,7 @@ __all__ = [
     "JSON_VALUE",
     "KEY_JSON",
     "KEY_VALUE",
+    "check_json_text",
     "json_option",
     "open_store",
     "parse_duration",
@@ -78,6 +79,16 @@ def _load_json(text: str) -> Any:
 
 def _json_problem(text: str, error: ValueError) -> str:
     return f"{text!r} is not valid JSON ({error}); quote strings as JSON, e.g. '\"text\"'"
+
+
+def check_json_text(text: str) -> str:
+    """``text`` if it is JSON by the rules of ``--data``, else :class:`ValidationError` saying why
+    (the console checks its forms with this)."""
+    try:
+        _load_json(text)
+    except ValueError as e:
+        raise ValidationError(_json_problem(text, e)) from e
+    return text
 
 
 class _JsonText(_ParamType):
