@@ -2,8 +2,9 @@
 
 One module-scoped fixture copies the repository's source (tracked files plus untracked ones git does
 not ignore, as they stand in the working tree) into a temporary directory, builds a wheel there with
-``pip wheel`` and installs it, with Flask, into a fresh venv made from the same base interpreter. The
-repository itself is never built in (no ``build/`` or ``*.egg-info`` is left behind).
+``pip wheel`` and installs it, with Flask and waitress (the console's), into a fresh venv made from
+the same base interpreter. The repository itself is never built in (no ``build/`` or ``*.egg-info``
+is left behind).
 
 The tests check that
 
@@ -142,7 +143,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     assert len(built) == 1, f"expected one vow wheel in {wheels}: {sorted(p.name for p in wheels.iterdir())}"
     run_step("creating the venv", [base_python(), "-m", "venv", str(venv)], cwd=work)
     python = venv / "bin" / "python"
-    run_step("installing the wheel", [str(python), "-m", "pip", "install", str(built[0]), "flask"], cwd=work)
+    run_step("installing the wheel", [str(python), "-m", "pip", "install", str(built[0]), "flask", "waitress"],
+             cwd=work)
     purelib = run_step("locating site-packages", [str(python), "-c", "import sysconfig; print(sysconfig.get_path("
                                                   "'purelib'))"], cwd=work).strip()
     return Installed(source=source, wheel=built[0], venv=venv, python=python, vow_script=venv / "bin" / "vow",
