@@ -121,7 +121,6 @@ def purge_promises(
         raise ValueError(f"family must be resolved or rejected, not {family!r}")
     before = None if older_than_ms is None else store.now() - older_than_ms
     matched: list[str] = []
-    cursor = None
     families = [family] if family else ["resolved", "rejected"]
     for fam in families:
         cursor = None

@@ -19,9 +19,11 @@ local now = clock(ARGV[1])
 local anchor_tag, limit = ARGV[3], tonumber(ARGV[4])
 local removed = 0
 
-local function completed(id)
+-- The state, tags and retention of a completed record of Vow's shape (nil otherwise); `kind` is
+-- the key's TYPE when the caller has read it already.
+local function completed(id, kind)
   local p = derive(EXPIRY, 'p:' .. id)
-  if redis.call('TYPE', p)['ok'] ~= 'hash' then return nil end
+  if (kind or redis.call('TYPE', p)['ok']) ~= 'hash' then return nil end
   local f = redis.call('HMGET', p, 'state', 'tags', 'rn')
   if f[1] == false or f[1] == 'PENDING' then return nil end
   return f
@@ -45,9 +47,8 @@ local held = {}
 local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', ms(now), 'LIMIT', 0, limit + 1)
 for i = 1, math.min(#due, limit) do
   local id = due[i]
-  local p = derive(EXPIRY, 'p:' .. id)
-  local kind = redis.call('TYPE', p)['ok']
-  local f = completed(id)
+  local kind = redis.call('TYPE', derive(EXPIRY, 'p:' .. id))['ok']
+  local f = completed(id, kind)
   if kind == 'none' then
     forget(EXPIRY, id)  -- removed by other means: its index entries go too
   elseif f == nil then
