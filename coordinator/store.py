@@ -24,7 +24,8 @@ from . import keys
 from .connection import connect, redacted, resolve_url, translate_errors
 from .errors import AlreadyCompleted, AlreadyExists, NotFound, StoreError, ValidationError
 from .executions import TaskStore
-from .lua import Callback, Completion, Durability, Invoke, Scripts, request_id
+from .lua import Callback, Completion, Durability, Invoke, Scripts
+from .notes import wait_for
 from .records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, Value, decode_promise
 from .retention import expire_due, purge_promises
 from .schedules import ScheduleStore
@@ -47,8 +48,6 @@ __all__ = ["Callback", "Completion", "Invoke", "RedisStore", "SearchPage"]
 
 #: promises timed out per sweep script call (bounds one script's run time)
 SWEEP_BATCH = 500
-#: seconds between re-checks of a promise while waiting on its subscription (< socket timeout)
-WAIT_RECHECK_S = 2.0
 #: seconds between two measurements of this machine's clock against the server's TIME
 CLOCK_REFRESH_S = 60.0
 
@@ -295,11 +294,13 @@ class RedisStore:
         ikey: str | None = None,
         tags: Mapping[str, str] | None = None,
         retention: object = None,
+        listener: str | None = None,
     ) -> DurablePromise:
         """Create ``promise_id`` as a call of ``func`` in ``group`` (the seed's wire convention:
         JSON data ``{"func", "args", "kwargs"}`` and the tag ``resonate:invoke=poll://<group>``);
         the invoke task is queued in the same step. ``timeout`` is absolute epoch ms. An existing
-        id answers as :meth:`create` does (``AlreadyExists`` unless the ikeys match)."""
+        id answers as :meth:`create` does (``AlreadyExists`` unless the ikeys match).
+        ``listener``: subscribe it in the same step (for :meth:`wait` with that listener)."""
         if not func:
             raise ValidationError("function name must not be empty")
         check_group(group)
@@ -307,7 +308,7 @@ class RedisStore:
         all_tags = {**(tags or {}), INVOKE_TAG: f"poll://{group}"}
         status, promise = self.create_ex(
             promise_id, timeout, ikey=ikey, data=invoke_data(func, args, kwargs), tags=all_tags,
-            invoke=Invoke(group, message), retention=retention,
+            invoke=Invoke(group, message), retention=retention, listener=listener,
         )
         if status is Status.ALREADY_EXISTS:
             raise AlreadyExists(promise_id, promise.state.value)
@@ -415,31 +416,15 @@ class RedisStore:
             raise NotFound(promise_id)
         return promise
 
-    def wait(self, promise_id: str, timeout: float | None = None) -> DurablePromise:
+    def wait(self, promise_id: str, timeout: float | None = None, *, listener: str | None = None) -> DurablePromise:
         """Block until the promise is completed (a subscription, not polling); returns it.
 
-        Three round trips when it completes while waiting: subscribe, ``BLPOP`` on the inbox,
-        get. Raises ``TimeoutError`` after ``timeout`` seconds. Every ``WAIT_RECHECK_S`` without a
-        notification the subscription is renewed, in case one was lost (e.g. a Redis restart
-        without persistence).
-        """
-        listener = request_id()
-        inbox = keys.inbox(keys.partition_of(promise_id), listener)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        promise = self.subscribe(promise_id, listener)
-        while not promise.completed:
-            left = WAIT_RECHECK_S if deadline is None else min(WAIT_RECHECK_S, deadline - time.monotonic())
-            if left <= 0:
-                self._unsubscribe(promise_id, listener)
-                raise TimeoutError(f"promise {promise_id!r} still pending after {timeout}s")
-            with translate_errors(self.url, inbox):
-                notified = self.client.blpop([inbox], timeout=max(left, 0.01))
-            promise = self.get(promise_id) if notified else self.subscribe(promise_id, listener)
-        return promise
-
-    def _unsubscribe(self, promise_id: str, listener: str) -> None:
-        with translate_errors(self.url, promise_id):
-            self.client.hdel(keys.subscriptions(promise_id), listener)
+        Two round trips when it completes while waiting (subscribe, ``BLPOP`` on the inbox: the
+        notification carries the record); one when ``listener`` subscribed already in the
+        promise's create. Raises ``TimeoutError`` after ``timeout`` seconds. See
+        ``coordinator/notes.py``."""
+        check_id(promise_id)
+        return wait_for(self, promise_id, timeout, listener)
 
     # -- search and timeouts ----------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from vow.coordinator import AlreadyCompleted, AlreadyExists, Callback, NotFound, RedisStore, State, keys
+from vow.coordinator import notes as notes_module
+from vow.coordinator.notes import parse_notification
 from vow.coordinator import store as store_module
 from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task
 
@@ -138,9 +140,34 @@ def test_subscribers_are_notified(store: RedisStore, clock: Clock) -> None:
     store.cancel("p")
     partition = keys.partition_of("p")
     for listener in listeners:
-        assert store.client.lrange(keys.inbox(partition, listener), 0, -1) == [b"p"]
+        [note] = store.client.lrange(keys.inbox(partition, listener), 0, -1)
+        assert parse_notification("p", note) == store.get("p")  # the notification carries the record
         assert store.client.pttl(keys.inbox(partition, listener)) > 0  # inboxes expire
     assert store.client.exists(keys.subscriptions("p")) == 0
+
+
+def test_a_large_record_is_notified_by_id(store: RedisStore, clock: Clock) -> None:
+    store.create("p", clock.now + 1000)
+    store.subscribe("p", "l")
+    store.resolve("p", data=b"x" * 70_000)  # over the 64 KiB a notification copies
+    [note] = store.client.lrange(keys.inbox(keys.partition_of("p"), "l"), 0, -1)
+    assert note == b"p" and parse_notification("p", note) is None
+
+
+@pytest.mark.parametrize("note", [
+    b"p", b"\0", b"\0" + b"2:id", b"\x005:id", b"\0x:ab", b"\0" + b"99999999999999:a", b"\0" + b"-1:a", 42, None,
+    b"\0" + b"2:id1:p5:state7:PENDING",  # pending: not a completion
+    b"\0" + b"2:id1:q5:state8:RESOLVED2:cd1:1",  # another promise's record
+    b"\0" + b"2:id1:p5:state3:BAD",  # corrupt
+])
+def test_a_notification_that_is_not_well_formed_is_not_trusted(note: object) -> None:
+    assert parse_notification("p", note) is None
+
+
+def test_a_notification_is_parsed() -> None:
+    note = b"\0" + b"2:id1:p5:state8:RESOLVED2:cd1:52:to1:92:co1:12:vd3:a:b"
+    promise = parse_notification("p", note)
+    assert promise is not None and promise.state is State.RESOLVED and promise.value.data == b"a:b"
 
 
 def test_eight_threads_race_to_resolve(store: RedisStore, clock: Clock) -> None:
@@ -211,7 +238,7 @@ def test_wait_returns_when_another_thread_resolves(
 ) -> None:
     s = make_store(backend, request, Clock() if injected_clock else None)
     request.addfinalizer(s.close)
-    monkeypatch.setattr(store_module, "WAIT_RECHECK_S", 60.0)  # only a notification can wake it in time
+    monkeypatch.setattr(notes_module, "WAIT_RECHECK_S", 60.0)  # only a notification can wake it in time
     s.create("p", s.now() + 600_000)
     thread, out = _waiter(s, "p", timeout=30)
     wait_until(lambda: s.client.hlen(keys.subscriptions("p")) == 1, what="the waiter subscribed")
@@ -224,7 +251,7 @@ def test_wait_returns_when_another_thread_resolves(
 
 
 def test_wait_wakes_on_a_timeout_applied_by_the_sweep(real_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "WAIT_RECHECK_S", 60.0)
+    monkeypatch.setattr(notes_module, "WAIT_RECHECK_S", 60.0)
     timeout = real_store.now() + 200
     real_store.create("p", timeout)
     thread, out = _waiter(real_store, "p", timeout=30)

@@ -12,6 +12,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from vow.coordinator import Callback, RedisStore
+from vow.worker.scheduler import Handle, Scheduler
 
 from .conftest import Clock
 
@@ -110,4 +111,25 @@ def test_a_script_missing_from_the_cache_is_reloaded(redis_url: str, raw_client:
     store.create("p", clock.now + 60_000)
     raw_client.script_flush()  # as after a restart or failover
     assert store.resolve("p").completed
+    store.close()
+
+
+def test_rpc_then_result_is_two_round_trips_for_the_producer(redis_url: str, counter: Counter) -> None:
+    """The create subscribes and the notification carries the record: rpc is one script call,
+    ``result()`` one ``BLPOP``, and a second ``result()`` none."""
+    store = RedisStore(redis_url)
+    app = Scheduler(store, "rt-producer", serve=False)
+    store.estimated_now()  # measured once per minute: not part of a call
+    warm = app.rpc("warm", "f")
+    store.resolve("warm", data=b"1")
+    assert warm.result(timeout=5) == 1
+
+    handle: list[Handle] = []
+    sent = counter.measure(lambda: handle.append(app.rpc("call", "f", 1)))
+    assert sent.round_trips == 1 and sent.server_calls.get("cmdstat_evalsha") == 1, sent
+    store.resolve("call", data=b'{"ok": true}')
+    waited = counter.measure(lambda: handle[0].result(timeout=5))
+    assert waited.round_trips == 1 and set(waited.server_calls) == {"cmdstat_blpop"}, waited
+    again = counter.measure(lambda: handle[0].result(timeout=5))
+    assert again.round_trips == 0 and handle[0].result() == {"ok": True}
     store.close()

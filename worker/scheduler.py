@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, overload
 
 from vow.coordinator.errors import AlreadyExists, ScheduleExists
+from vow.coordinator.lua import request_id
 from vow.coordinator.records import INVOKE_TAG, DurablePromise
 from vow.coordinator.schedules import Schedule
 from vow.coordinator.store import RedisStore
@@ -58,25 +59,44 @@ DEFAULT_SCHEDULED_TIMEOUT_S = 24 * 3600
 
 
 class Handle:
-    """A handle to one execution (a durable promise): ``done()``, ``result(timeout=None)``."""
+    """A handle to one execution (a durable promise): ``done()``, ``result(timeout=None)``.
 
-    def __init__(self, store: RedisStore, promise_id: str) -> None:
+    A handle from :meth:`Scheduler.rpc` or :meth:`Scheduler.run` subscribed in the create, so its
+    first ``result()`` is one round trip (the wait on its inbox, whose notification carries the
+    record); a completed record, once seen, is kept and answers every later call."""
+
+    def __init__(
+        self, store: RedisStore, promise_id: str, *, listener: str | None = None,
+        promise: DurablePromise | None = None,
+    ) -> None:
         self.store = store
         self.id = promise_id
+        self._lock = threading.Lock()
+        self._listener = listener
+        self._completed = promise if promise is not None and promise.completed else None
 
     def __repr__(self) -> str:
         return f"Handle({self.id!r})"
 
+    def _seen(self, promise: DurablePromise) -> DurablePromise:
+        if promise.completed:
+            self._completed = promise
+        return promise
+
     def promise(self) -> DurablePromise:
-        return self.store.get(self.id)
+        return self._completed or self._seen(self.store.get(self.id))
 
     def done(self) -> bool:
-        return self.store.get(self.id).completed
+        return self.promise().completed
 
     def result(self, timeout: float | None = None) -> Any:
         """The value, or raises the recorded error; waits (subscription, no polling) up to
         ``timeout`` seconds, then raises ``TimeoutError``."""
-        promise = self.store.wait(self.id, timeout)
+        promise = self._completed
+        if promise is None:
+            with self._lock:  # the create's subscription serves one wait; later ones subscribe anew
+                listener, self._listener = self._listener, None
+            promise = self._seen(self.store.wait(self.id, timeout, listener=listener))
         ok, value = outcome_of(promise)
         if ok:
             return value
@@ -319,11 +339,14 @@ class Scheduler:
         self, id: str, name: str, group: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], retention: object
     ) -> Handle:
         timeout = self.store.estimated_now() + DEFAULT_TIMEOUT_S * 1000
+        listener = request_id()
         try:
-            self.store.invoke(
+            promise = self.store.invoke(
                 id, name, args, kwargs, group=group, timeout=timeout, ikey=id, tags={FUNC_TAG: name},
-                retention=retention,
+                retention=retention, listener=listener,
             )
         except AlreadyExists:
-            pass  # an id created by someone else is that execution: the handle is to it
-        return Handle(self.store, id)
+            # An id created by someone else is that execution: the handle is to it (its create
+            # registered no subscription).
+            return Handle(self.store, id)
+        return Handle(self.store, id, listener=listener, promise=promise)

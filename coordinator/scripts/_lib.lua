@@ -17,6 +17,9 @@
 -- partition's expiry index (vow:{T}:expiry: completed promise id -> when it expires, epoch ms).
 
 local INBOX_TTL_MS = 600000
+-- A notification carries the completed record when its fields take at most this many bytes
+-- (else only the id: the listener reads the record itself).
+local NOTE_MAX_BYTES = 65536
 
 local function clock(arg)
   if arg ~= nil and arg ~= '' then return tonumber(arg) end
@@ -51,8 +54,22 @@ local function family_key(K, state)
   return K.rejected
 end
 
+-- What a subscriber's inbox receives: NUL, then the completed record's fields and values as
+-- netstrings ("<length>:<bytes>" each; coordinator/notes.py reads them); or the bare id (never
+-- starts with NUL) when the record is over NOTE_MAX_BYTES.
+local function notification(K, id)
+  local f = redis.call('HGETALL', K.p)
+  local parts, size = {'\0'}, 0
+  for i = 1, #f do
+    size = size + #f[i]
+    if size > NOTE_MAX_BYTES then return id end
+    parts[i + 1] = #f[i] .. ':' .. f[i]
+  end
+  return table.concat(parts)
+end
+
 -- Turn every callback ("<group>\n<task message>") into a task on that group's stream in this
--- partition, and notify every subscriber's inbox; delete both.
+-- partition, and notify every subscriber's inbox (notification above); delete both.
 local function fire(K, id)
   local cbs = redis.call('HGETALL', K.cb)
   for i = 2, #cbs, 2 do
@@ -64,12 +81,14 @@ local function fire(K, id)
   end
   if #cbs > 0 then redis.call('DEL', K.cb) end
   local subs = redis.call('HGETALL', K.sub)
+  if #subs == 0 then return end
+  local note = notification(K, id)
   for i = 1, #subs, 2 do
     local inbox = derive(K.p, 'inbox:' .. subs[i])
-    redis.call('RPUSH', inbox, id)
+    redis.call('RPUSH', inbox, note)
     redis.call('PEXPIRE', inbox, INBOX_TTL_MS)
   end
-  if #subs > 0 then redis.call('DEL', K.sub) end
+  redis.call('DEL', K.sub)
 end
 
 -- A completed promise expires its retention (field rn, ms; absent = kept for ever) after its
