@@ -24,7 +24,7 @@ The consumer side (this worker's identity, its reading connection and threads) i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ import redis
 
 from . import keys
 from .connection import translate_errors
-from .lua import Answer, Claim
+from .lua import Answer, Claim, Commit
 from .records import State, Value, reply_text
 from .tasks import MalformedTask, TaskKind, TaskMessage, decode_task
 from .validate import check_group
@@ -40,7 +40,7 @@ from .validate import check_group
 if TYPE_CHECKING:
     from .store import RedisStore
 
-__all__ = ["Delivery", "TaskStore"]
+__all__ = ["Delivery", "Settlement", "TaskStore"]
 
 #: executions re-queued per orphan-sweep script call
 ORPHAN_BATCH = 200
@@ -56,6 +56,18 @@ class Delivery:
     raw: bytes | None
     malformed: str | None
     deliveries: int  # total deliveries of this task, this one included
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A finished execution to commit: ``promise_id`` completed with ``state`` and ``value``
+    under the lease ``counter``, driven by the task ``delivery``."""
+
+    promise_id: str
+    counter: int
+    state: State
+    value: Value
+    delivery: Delivery
 
 
 def _int_field(fields: Any, name: bytes) -> int:
@@ -205,8 +217,21 @@ class TaskStore:
 
     def claim(self, promise_id: str, *, group: str, consumer: str, func: str, lease_ms: int) -> Claim:
         """Take the execution lease of ``promise_id`` for ``consumer`` (see ``claim.lua``)."""
-        again = TaskMessage(TaskKind.INVOKE, promise_id, group, func).encode()
-        return self._store.scripts.claim(promise_id, consumer=consumer, lease_ms=lease_ms, group=group, message=again)
+        return self.claim_many([(promise_id, func)], group=group, consumer=consumer, lease_ms=lease_ms)[0].checked()
+
+    def claim_many(
+        self, tasks: Sequence[tuple[str, str]], *, group: str, consumer: str, lease_ms: int
+    ) -> list[Claim]:
+        """Claim the executions of ``tasks`` (promise id, function name) in one script call; on a
+        cluster they must share a partition (:meth:`batch_key`). A claim whose record came back
+        malformed carries the error (:meth:`Claim.checked`) and leaves the others alone."""
+        items = [(pid, TaskMessage(TaskKind.INVOKE, pid, group, func).encode()) for pid, func in tasks]
+        return self._store.scripts.claim(items, consumer=consumer, lease_ms=lease_ms, group=group)
+
+    def batch_key(self, promise_id: str) -> int:
+        """Executions with the same key can be claimed or settled in one script call: any on a
+        standalone server (0), one partition's on a cluster (a script's keys share a slot)."""
+        return keys.partition_of(promise_id) if self._store.is_cluster else 0
 
     def heartbeat(self, promise_id: str, counter: int, *, lease_ms: int) -> bool:
         """Extend the lease held under ``counter``; False when a newer claim fenced it."""
@@ -223,16 +248,25 @@ class TaskStore:
         delivery: Delivery,
     ) -> bool:
         """Complete the driven promise and end the execution; ``False`` when fenced."""
-        same = delivery.partition == keys.partition_of(promise_id)
-        answer = self._store.scripts.settle(
-            promise_id, counter=counter, state=state, value=value, group=group,
-            entry_id=delivery.entry_id if same else None,
-        )
-        if answer is Answer.FENCED:
-            return False
-        if not same:
-            self.ack(group, consumer, delivery)
-        return True
+        settlement = Settlement(promise_id, counter, state, value, delivery)
+        return self.settle_many([settlement], group=group, consumer=consumer)[0]
+
+    def settle_many(self, settlements: Sequence[Settlement], *, group: str, consumer: str) -> list[bool]:
+        """Settle finished executions in one script call (a group commit; on a cluster they must
+        share a partition, :meth:`batch_key`): each ``False`` when fenced. A task entry the script
+        cannot reach (another partition's, on a cluster) is acknowledged after it."""
+        commits = []
+        for s in settlements:
+            home = keys.partition_of(s.promise_id)
+            in_script = s.delivery.partition == home or not self._store.is_cluster
+            stream = keys.task_stream(s.delivery.partition if in_script else home, group)
+            commits.append(Commit(s.promise_id, s.counter, s.state, s.value, stream,
+                                  s.delivery.entry_id if in_script else None))
+        answers = self._store.scripts.settle(commits, group=group)
+        for s, commit, answer in zip(settlements, commits, answers, strict=True):
+            if answer is not Answer.FENCED and commit.entry_id is None:
+                self.ack(group, consumer, s.delivery)
+        return [answer is not Answer.FENCED for answer in answers]
 
     def suspend(self, promise_id: str, counter: int, *, group: str, consumer: str, delivery: Delivery) -> Answer:
         """Release the lease while waiting; ``WAKE`` means drive again now; ``FENCED`` lost it."""

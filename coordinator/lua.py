@@ -34,6 +34,7 @@ __all__ = [
     "Callback",
     "Claim",
     "ClaimStatus",
+    "Commit",
     "Completion",
     "CreateReply",
     "Held",
@@ -136,6 +137,29 @@ class Claim:
     status: ClaimStatus
     counter: int
     promise: DurablePromise | None
+    #: the record came back malformed (the lease was taken all the same); the others of a batch
+    #: are not affected
+    error: CorruptRecord | None = None
+
+    def checked(self) -> Claim:
+        """This claim, or raises its :attr:`error`."""
+        if self.error is not None:
+            raise self.error
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One finished execution to settle: complete ``promise_id`` with ``state`` and ``value`` if
+    the lease under ``counter`` is still held, and acknowledge + delete ``entry_id`` (None: the
+    caller acknowledges it) from ``stream``, the task stream holding it."""
+
+    promise_id: str
+    counter: int
+    state: State
+    value: Value
+    stream: str
+    entry_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,37 +350,57 @@ class Scripts:
 
     # -- executions -----------------------------------------------------------------------------
 
-    def claim(self, promise_id: str, *, consumer: str, lease_ms: int, group: str, message: bytes) -> Claim:
-        partition = keys.partition_of(promise_id)
-        key_list = [*PromiseKeys.of(promise_id).as_list(), keys.execution(promise_id), keys.leases(partition)]
-        reply = self._call("claim", key_list, [promise_id, consumer, str(lease_ms), group, message])
-        if not isinstance(reply, list) or len(reply) != 3:
-            raise StoreError(f"unexpected claim reply for {promise_id!r}")
-        word, counter, fields = reply
-        try:
-            status = ClaimStatus(reply_text(word))
-        except ValueError:
-            raise StoreError(f"unexpected claim status {reply_text(word)!r}") from None
-        promise = decode_promise(keys.promise(promise_id), _fields(fields)) if fields else None
-        return Claim(status, int(counter), promise)
+    def claim(self, tasks: Sequence[tuple[str, bytes]], *, consumer: str, lease_ms: int, group: str) -> list[Claim]:
+        """Claim the executions of ``tasks`` (promise id, the task message that drives it again if
+        orphaned) in one call; on a cluster all in one partition."""
+        key_list: list[str] = []
+        args: list[Arg] = [consumer, str(lease_ms), group]
+        for promise_id, message in tasks:
+            key_list += [
+                *PromiseKeys.of(promise_id).as_list(), keys.execution(promise_id),
+                keys.leases(keys.partition_of(promise_id)),
+            ]
+            args += [promise_id, message]
+        reply = self._call("claim", key_list, args)
+        if not isinstance(reply, list) or len(reply) != 3 * len(tasks):
+            raise StoreError(f"unexpected claim reply for {tasks[0][0]!r}")
+        claims = []
+        for (promise_id, _), i in zip(tasks, range(0, len(reply), 3), strict=True):
+            word, counter, fields = reply[i : i + 3]
+            try:
+                status = ClaimStatus(reply_text(word))
+            except ValueError:
+                raise StoreError(f"unexpected claim status {reply_text(word)!r}") from None
+            try:
+                promise = decode_promise(keys.promise(promise_id), _fields(fields)) if fields else None
+            except CorruptRecord as e:
+                claims.append(Claim(status, int(counter), None, e))
+                continue
+            claims.append(Claim(status, int(counter), promise))
+        return claims
 
     def heartbeat(self, promise_id: str, *, counter: int, lease_ms: int) -> bool:
         key_list = [keys.execution(promise_id), keys.leases(keys.partition_of(promise_id))]
         return bool(self._call("heartbeat", key_list, [promise_id, str(counter), str(lease_ms)]))
 
-    def settle(
-        self, promise_id: str, *, counter: int, state: State, value: Value, group: str, entry_id: str | None
-    ) -> Answer:
-        partition = keys.partition_of(promise_id)
-        key_list = [
-            *PromiseKeys.of(promise_id).as_list(), keys.execution(promise_id), keys.leases(partition),
-            keys.task_stream(partition, group),
-        ]
-        args: list[Arg] = [
-            promise_id, str(counter), state.value, pack_map(value.headers), _flag(value.data is not None),
-            value.data or b"", group, entry_id or "",
-        ]
-        return _answer(self._call("settle", key_list, args))
+    def settle(self, commits: Sequence[Commit], *, group: str) -> list[Answer]:
+        """Settle finished executions in one call (a group commit); on a cluster all in one
+        partition."""
+        key_list: list[str] = []
+        args: list[Arg] = [group]
+        for c in commits:
+            key_list += [
+                *PromiseKeys.of(c.promise_id).as_list(), keys.execution(c.promise_id),
+                keys.leases(keys.partition_of(c.promise_id)), c.stream,
+            ]
+            args += [
+                c.promise_id, str(c.counter), c.state.value, pack_map(c.value.headers),
+                _flag(c.value.data is not None), c.value.data or b"", c.entry_id or "",
+            ]
+        reply = self._call("settle", key_list, args)
+        if not isinstance(reply, list) or len(reply) != len(commits):
+            raise StoreError(f"unexpected settle reply for {commits[0].promise_id!r}")
+        return [_answer(word) for word in reply]
 
     def suspend(self, promise_id: str, *, counter: int, group: str, entry_id: str | None) -> Answer:
         partition = keys.partition_of(promise_id)

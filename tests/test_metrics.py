@@ -29,7 +29,8 @@ from vow import Context, RedisStore, Scheduler
 from vow.cli import cli
 from vow.cli.metrics import GroupCollector, group_metrics
 from vow.cli.overview import Overview, overview
-from vow.coordinator import streams
+from vow.coordinator import keys, streams
+from vow.coordinator.lua import Commit
 from vow.coordinator.records import State, Value
 from vow.processes import ManagedProcess
 from vow.server import free_port
@@ -174,8 +175,9 @@ def test_in_flight_leases_reclaimed_and_fenced(redis_url: str) -> None:
             assert store.tasks.release(ctx.id, 1)
             claim = store.tasks.claim(ctx.id, group=group, consumer="usurper", func="usurped", lease_ms=60_000)
             assert claim.counter == 2
-            store.scripts.settle(ctx.id, counter=2, state=State.RESOLVED, value=Value(data=b'"usurper"'),
-                                 group=group, entry_id=None)
+            stream = keys.task_stream(keys.partition_of(ctx.id), group)
+            commit = Commit(ctx.id, 2, State.RESOLVED, Value(data=b'"usurper"'), stream, None)
+            store.scripts.settle([commit], group=group)
             return "mine"
 
         # A task read by a consumer that died: taken over after the lease.

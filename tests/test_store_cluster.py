@@ -17,6 +17,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from vow.coordinator import AlreadyCompleted, Callback, RedisStore, State, keys
+from vow.coordinator.notes import parse_notification
 
 from .conftest import Clock, make_store
 from .store_helpers import Model, comparable, plain, run, search_all, wait_until
@@ -87,7 +88,9 @@ def test_create_complete_callbacks_sweep_search(cluster_store: RedisStore, clock
     for n, promise_id in enumerate(IDS):
         assert store.client.exists(keys.callbacks(promise_id), keys.subscriptions(promise_id)) == 0
         inbox = keys.inbox(keys.partition_of(promise_id), f"listener-{n}")
-        assert store.client.lrange(inbox, 0, -1) == [promise_id.encode()]
+        [note] = store.client.lrange(inbox, 0, -1)
+        notified = parse_notification(promise_id, note)
+        assert notified is not None and comparable(("ok", notified)) == comparable(model.get(clock.now, promise_id))
     assert store.client.smembers(keys.groups(keys.partition_of("invoked"))) == {b"workers"}
 
     found, _ = search_all(store, id_pattern="cluster-*", limit=10)

@@ -28,18 +28,19 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vow.coordinator import keys
 from vow.coordinator.errors import NotConfirmed, StoreConnectionError, ValidationError, VowError
-from vow.coordinator.executions import Delivery
-from vow.coordinator.lua import Answer, ClaimStatus
+from vow.coordinator.executions import Delivery, Settlement
+from vow.coordinator.lua import Answer, Claim, ClaimStatus
 from vow.coordinator.records import DurablePromise, State
 from vow.coordinator.store import RedisStore
 from vow.coordinator.tasks import invoke_function
 
+from .batching import GroupCommit
 from .codec import encode_error, encode_value
 from .consumer import READ_BLOCK_S, Consumer
 from .errors import EncodingError
@@ -56,7 +57,8 @@ log = logging.getLogger("vow.worker")
 @dataclass
 class _Held:
     delivery: Delivery
-    promise_id: str | None = None
+    claim: Claim | None = None  # claimed by the reader with the rest of its batch
+    promise_id: str | None = None  # the lease held (claimed, not yet committed or released)
     counter: int | None = None
     state: str = "queued"  # queued -> running -> finished, or queued -> released
     finished: threading.Event = field(default_factory=threading.Event)
@@ -92,6 +94,8 @@ class Worker:
         self._tasks: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._autoclaim_cursors = ["0-0"] * keys.PARTITIONS
+        #: group commits of settles, one per batch key (TaskStore.batch_key)
+        self._commits: dict[int, GroupCommit[Settlement, bool]] = {}
         self.started = False
         self.tasks_done = 0
         self.metrics = metrics or NO_METRICS
@@ -252,18 +256,42 @@ class Worker:
                     return
                 delay = min(delay * 2, 2.0)
                 continue
-            for delivery in deliveries:
+            for held in self._claim_ahead(deliveries):
                 if self.stopping.is_set():  # read while stopping: hand it straight back
-                    self._give_back(_Held(delivery), counted=False)
+                    self._give_back(held, counted=False)
                 else:
-                    self._submit(delivery)
+                    self._submit(held)
 
-    def _submit(self, delivery: Delivery) -> None:
+    def _claim_ahead(self, deliveries: list[Delivery]) -> list[_Held]:
+        """Claim the executions of a read's runnable tasks in one script call per batch key (one
+        in all on a standalone server); a task whose batch could not be claimed claims for
+        itself when it runs."""
+        held = [_Held(d) for d in deliveries]
+        batches: dict[int, list[_Held]] = {}
+        for h in held:
+            if h.delivery.message is not None and self._refusal(h.delivery) is None:
+                batches.setdefault(self.tasks.batch_key(h.delivery.message.id), []).append(h)
+        for batch in batches.values():
+            tasks = [(h.delivery.message.id, h.delivery.message.func) for h in batch if h.delivery.message]
+            try:
+                claims = self.tasks.claim_many(
+                    tasks, group=self.group, consumer=self.consumer, lease_ms=self.settings.lease_ms
+                )
+            except VowError as e:
+                log.warning("claiming %d task(s) failed (%s); each claims for itself", len(batch), e)
+                continue
+            for h, (promise_id, _), claim in zip(batch, tasks, claims, strict=True):
+                h.claim = claim
+                if claim.status is ClaimStatus.OK:
+                    h.promise_id, h.counter = promise_id, claim.counter
+        return held
+
+    def _submit(self, held: _Held) -> None:
+        delivery = held.delivery
         key = (delivery.partition, delivery.entry_id)
         with self._lock:
             if key in self._held:
                 return  # already running here (a reclaim of our own entry)
-            held = _Held(delivery)
             self._held[key] = held
         self._tasks.put(held)
 
@@ -335,9 +363,9 @@ class Worker:
             return f"dead-lettered: {reason}"
         message = delivery.message
         assert message is not None
-        claim = self.tasks.claim(
+        claim = (held.claim or self.tasks.claim(
             message.id, group=self.group, consumer=self.consumer, func=message.func, lease_ms=self.settings.lease_ms
-        )
+        )).checked()
         if claim.status is ClaimStatus.GONE:
             self._dead_letter(delivery, f"promise {message.id!r} does not exist")
             return "dead-lettered (no promise)"
@@ -393,13 +421,24 @@ class Worker:
                     return "suspended", TaskOutcome.SUSPENDED
                 return "lost lease (fenced)", TaskOutcome.FENCED
             state, value = self._final_value(result)
-            if not self.tasks.settle(
-                message.id, counter, state, value, group=self.group, consumer=self.consumer, delivery=delivery
-            ):
+            if not self._committer(message.id).submit(Settlement(message.id, counter, state, value, delivery)):
                 return "lost lease (fenced)", TaskOutcome.FENCED
             if state is State.RESOLVED:
                 return "resolved", TaskOutcome.SUCCEEDED
             return "rejected", TaskOutcome.FAILED
+
+    def _committer(self, promise_id: str) -> GroupCommit[Settlement, bool]:
+        """The group commit that settles ``promise_id``: executions finishing while a batch is in
+        flight are settled together in the next one (``worker/batching.py``)."""
+        key = self.tasks.batch_key(promise_id)
+        commit = self._commits.get(key)
+        if commit is None:
+            with self._lock:
+                commit = self._commits.setdefault(key, GroupCommit(self._settle_batch, limit=self.settings.read_batch))
+        return commit
+
+    def _settle_batch(self, batch: Sequence[Settlement]) -> list[bool]:
+        return self.tasks.settle_many(batch, group=self.group, consumer=self.consumer)
 
     def _final_value(self, result: Completed | Errored) -> tuple[State, Any]:
         if isinstance(result, Completed):
@@ -473,7 +512,7 @@ class Worker:
             cursors=self._autoclaim_cursors,
         ):
             self.metrics.task_reclaimed(self.group, function_label(self.registry, delivery.message))
-            self._submit(delivery)
+            self._submit(_Held(delivery))
 
     def _sweep(self) -> None:
         if not self.stopping.is_set():

@@ -1,35 +1,51 @@
 #!lua
--- settle.lua — commit a finished execution: complete the driven promise (firing its callbacks
--- and subscriptions), end the execution record, and acknowledge + delete the task's stream entry
--- when it lives in this partition. Fenced: a holder of a stale counter changes nothing.
+-- settle.lua — commit a batch of finished executions (a group commit): for each, complete the
+-- driven promise (firing its callbacks and subscriptions), end the execution record, and
+-- acknowledge + delete the task's stream entry when the caller passes it. Fenced per execution:
+-- a holder of a stale counter changes nothing of that one.
 --
--- KEYS[1..8]  the promise keys of the driven promise (see _lib.lua)
--- KEYS[9]     vow:{T}:x:<id>   KEYS[10] vow:{T}:leases
--- KEYS[11]    vow:{T}:q:<group> holding the task entry (same partition); any same-slot key
---             when ARGV[10] is ''
--- ARGV[1] now   ARGV[2] request id   ARGV[3] promise id   ARGV[4] fencing counter
--- ARGV[5] state: RESOLVED | REJECTED   ARGV[6] value headers (msgpack)
--- ARGV[7] value data present ('1'/'0')   ARGV[8] value data
--- ARGV[9] consumer group   ARGV[10] entry id ('' = the entry is in another partition)
--- Returns 'ok' | 'fenced' (the caller needs no record back: it is the one that just wrote it).
--- Resend: the record's completion request id (rqv) is this request's: answered 'ok'.
+-- KEYS, eleven per execution i (base b = 11(i-1)):
+--   KEYS[b+1..b+8]  the promise keys of the driven promise (see _lib.lua)
+--   KEYS[b+9]       vow:{T}:x:<id>   KEYS[b+10] vow:{T}:leases
+--   KEYS[b+11]      vow:{T}:q:<group> holding the task entry; any key of the call's slot when
+--                   the entry id is '' (on a cluster, an entry of another partition: the caller
+--                   acknowledges it itself)
+-- On a cluster every key of one call is in one partition (the caller batches per partition).
+-- ARGV[1] now   ARGV[2] request id   ARGV[3] consumer group
+-- ARGV[4..10] of execution i, at a = 7(i-1): ARGV[a+4] promise id   ARGV[a+5] fencing counter
+--   ARGV[a+6] state: RESOLVED | REJECTED   ARGV[a+7] value headers (msgpack)
+--   ARGV[a+8] value data present ('1'/'0')   ARGV[a+9] value data   ARGV[a+10] entry id ('' = none)
+-- Returns, per execution: 'ok' | 'fenced' (the caller needs no record back: it is the one that
+-- just wrote it).
+-- Resend: the record's completion request id (rqv) is this request's ("<request id>:<i>"):
+-- answered 'ok'.
 
-local K = promise_keys(1)
-local X, LEASES = KEYS[9], KEYS[10]
 local now = clock(ARGV[1])
-local rid, id = ARGV[2], ARGV[3]
-if not holds(X, ARGV[4]) then
-  if redis.call('HGET', K.p, 'rqv') == rid then return 'ok' end
-  return 'fenced'
-end
-if redis.call('EXISTS', K.p) == 1 then
-  timeout_if_due(K, id, now)
-  if redis.call('HGET', K.p, 'state') == 'PENDING' then
-    write_value(K, ARGV[5], now, ARGV[6], ARGV[7], ARGV[8], '', rid)
-    leave_pending(K, id, ARGV[5])
+local group = ARGV[3]
+
+local function settle(base, a, rid)
+  local K = promise_keys(base + 1)
+  local X, LEASES = KEYS[base + 9], KEYS[base + 10]
+  local id = ARGV[a + 4]
+  if not holds(X, ARGV[a + 5]) then
+    if redis.call('HGET', K.p, 'rqv') == rid then return 'ok' end
+    return 'fenced'
   end
+  if redis.call('EXISTS', K.p) == 1 then
+    timeout_if_due(K, id, now)
+    if redis.call('HGET', K.p, 'state') == 'PENDING' then
+      write_value(K, ARGV[a + 6], now, ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], '', rid)
+      leave_pending(K, id, ARGV[a + 6])
+    end
+  end
+  redis.call('DEL', X)
+  redis.call('ZREM', LEASES, id)
+  if ARGV[a + 10] ~= '' then ack_entry(KEYS[base + 11], group, ARGV[a + 10]) end
+  return 'ok'
 end
-redis.call('DEL', X)
-redis.call('ZREM', LEASES, id)
-if ARGV[10] ~= '' then ack_entry(KEYS[11], ARGV[9], ARGV[10]) end
-return 'ok'
+
+local out = {}
+for i = 1, #KEYS / 11 do
+  out[i] = settle(11 * (i - 1), 7 * (i - 1), ARGV[2] .. ':' .. i)
+end
+return out
