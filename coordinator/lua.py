@@ -12,19 +12,29 @@ unpacks a script's reply by position; each method's argument order is its script
 
 from __future__ import annotations
 
-import enum
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from . import keys
 from .connection import translate_errors
-from .errors import CorruptRecord, NotConfirmed, StoreError, ValidationError
+from .errors import CorruptRecord, StoreError, ValidationError
 from .keys import PromiseKeys
 from .records import DurablePromise, State, Value, decode_promise, pack_map, reply_text
+from .replies import (
+    Answer,
+    Callback,
+    Claim,
+    ClaimStatus,
+    Commit,
+    Completion,
+    CreateReply,
+    Durability,
+    Held,
+    Invoke,
+    request_id,
+)
 from .scripts import SCRIPT_NAMES, source
 from .states import Status
 
@@ -46,139 +56,8 @@ __all__ = [
 Arg = str | bytes
 
 
-def request_id() -> str:
-    """A fresh random request id (96 bits, hex)."""
-    return os.urandom(12).hex()
-
-
 def _flag(value: bool) -> str:
     return "1" if value else "0"
-
-
-@dataclass(frozen=True, slots=True)
-class Durability:
-    """Wait after every script call until ``replicas`` replicas have the change (``WAIT``), or,
-    with ``local_fsync``, until this server and ``replicas`` replicas have written it to their
-    AOF with fsync (``WAITAOF``); :class:`NotConfirmed` when they fall short in ``timeout_ms``."""
-
-    replicas: int
-    timeout_ms: int
-    local_fsync: bool = False
-
-    def command(self) -> tuple[Any, ...]:
-        if self.local_fsync:
-            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
-        return ("WAIT", self.replicas, self.timeout_ms)
-
-    def check(self, subject: str, reply: Any) -> None:
-        if self.local_fsync:
-            local, replicas = (int(n) for n in reply)
-            if local < 1:
-                raise NotConfirmed(subject, 1, local, self.timeout_ms, "local AOF fsyncs")
-        else:
-            replicas = int(reply)
-        if replicas < self.replicas:
-            raise NotConfirmed(subject, self.replicas, replicas, self.timeout_ms)
-
-
-# -- request parts ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Invoke:
-    """A task message to queue on ``group``'s stream when the promise is created."""
-
-    group: str
-    message: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Callback:
-    """Resume ``root_id`` in ``group`` (by queueing ``message``) when the promise completes."""
-
-    root_id: str
-    group: str
-    message: bytes
-
-    def encoded(self) -> bytes:
-        """The value stored in the callbacks hash: ``<group>\\n<message>`` (see _lib.lua fire())."""
-        return self.group.encode() + b"\n" + self.message
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """Write the promise already completed, in its create: a recorded step result."""
-
-    state: State
-    value: Value
-    ikey: str | None
-
-
-# -- replies ------------------------------------------------------------------------------------
-
-
-class ClaimStatus(enum.StrEnum):
-    OK = "ok"          # the lease is this consumer's, under the returned counter
-    BUSY = "busy"      # another consumer holds a live lease; its holder will drive once more
-    DONE = "done"      # the promise is completed: nothing to run
-    GONE = "gone"      # no such promise
-
-
-class Answer(enum.StrEnum):
-    """What settle, suspend and release answer."""
-
-    OK = "ok"
-    WAKE = "wake"      # suspend: a resume arrived meanwhile; the lease is kept, drive again
-    FENCED = "fenced"  # a newer claim took the execution: nothing was changed
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    status: ClaimStatus
-    counter: int
-    promise: DurablePromise | None
-    #: the record came back malformed (the lease was taken all the same); the others of a batch
-    #: are not affected
-    error: CorruptRecord | None = None
-
-    def checked(self) -> Claim:
-        """This claim, or raises its :attr:`error`."""
-        if self.error is not None:
-            raise self.error
-        return self
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """One finished execution to settle: complete ``promise_id`` with ``state`` and ``value`` if
-    the lease under ``counter`` is still held, and acknowledge + delete ``entry_id`` (None: the
-    caller acknowledges it) from ``stream``, the task stream holding it."""
-
-    promise_id: str
-    counter: int
-    state: State
-    value: Value
-    stream: str
-    entry_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A due promise the expiry pass keeps until its anchor (the workflow it is a step of) is read."""
-
-    promise_id: str
-    anchor: str
-    retention: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class CreateReply:
-    """``promise`` is None when the script wrote the record exactly as asked (``fresh``): the
-    caller has every field but ``created_on``."""
-
-    status: Status
-    promise: DurablePromise | None
-    created_on: int | None
 
 
 def _fields(raw: Any) -> dict[bytes, bytes]:
@@ -201,6 +80,16 @@ def _promise_reply(promise_id: str, reply: Any) -> tuple[Status, DurablePromise 
     if status is Status.NOT_FOUND or not reply[1]:
         return status, None
     return status, decode_promise(key, _fields(reply[1]))
+
+
+def _translated(url: str, key: str, error: Exception) -> Exception:
+    """A redis-py error of one pipelined call as the Vow error ``translate_errors`` makes of it."""
+    try:
+        with translate_errors(url, key, change=True):
+            raise error
+    except Exception as e:
+        return e
+    return error  # pragma: no cover (the block always raises)
 
 
 def _answer(raw: Any) -> Answer:
@@ -256,8 +145,26 @@ class Scripts:
 
     # -- promises -------------------------------------------------------------------------------
 
-    def create(
-        self,
+    def create(self, promise_id: str, **request: Any) -> CreateReply:
+        """Create ``promise_id`` (the arguments of :meth:`create_call`)."""
+        key_list, args = self.create_call(promise_id, **request)
+        return self.create_reply(promise_id, self._call("create", key_list, args))
+
+    def create_many(self, requests: Sequence[tuple[str, dict[str, Any]]]) -> list[CreateReply | Exception]:
+        """Several creates pipelined in one round trip (standalone server, no durability wait):
+        each a reply, or the error of that create alone."""
+        calls = [self.create_call(promise_id, **request) for promise_id, request in requests]
+        replies = self.pipelined("create", calls)
+        out: list[CreateReply | Exception] = []
+        for (promise_id, _), reply in zip(requests, replies, strict=True):
+            try:
+                out.append(reply if isinstance(reply, Exception) else self.create_reply(promise_id, reply))
+            except (StoreError, ValidationError) as e:
+                out.append(e)
+        return out
+
+    @staticmethod
+    def create_call(
         promise_id: str,
         *,
         timeout: int,
@@ -273,7 +180,7 @@ class Scripts:
         adopt: bool,
         allow_past: bool,
         retention: int | None,
-    ) -> CreateReply:
+    ) -> tuple[list[str], list[Arg]]:
         k = PromiseKeys.of(promise_id)
         value = completion.value if completion is not None else Value()
         args: list[Arg] = [
@@ -285,13 +192,45 @@ class Scripts:
             callback.root_id if callback is not None else "", callback.encoded() if callback is not None else b"",
             listener or "", _flag(adopt), _flag(allow_past), "" if retention is None else str(retention),
         ]
-        reply = self._call("create", [*k.as_list(), keys.groups(keys.partition_of(promise_id))], args)
+        return [*k.as_list(), keys.groups(keys.partition_of(promise_id))], args
+
+    @staticmethod
+    def create_reply(promise_id: str, reply: Any) -> CreateReply:
         if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"fresh":
             return CreateReply(Status.CREATED, None, int(reply[1]))
         status, promise = _promise_reply(promise_id, reply)
         if promise is None:
             raise StoreError(f"create of {promise_id!r} returned no record")
         return CreateReply(status, promise, None)
+
+    def pipelined(self, name: str, calls: Sequence[tuple[list[str], list[Arg]]]) -> list[Any]:
+        """Calls of one script sent in one pipeline (one round trip; each its own request id): the
+        replies, an error object for a call that failed. After NOSCRIPT the script is loaded and
+        the calls that hit it sent again (their request ids make that a recognised resend). Not
+        for a cluster (a pipeline there spans nodes) nor with a durability wait."""
+        script = self._scripts[name]
+        now = "" if self._clock is None else str(int(self._clock()))
+        full = [(key_list, [now, request_id(), *args]) for key_list, args in calls]
+        replies: list[Any] = [None] * len(full)
+        todo = list(range(len(full)))
+        with translate_errors(self._url, full[0][0][0] if full else None, change=True):
+            for _ in range(2):
+                pipe = self._client.pipeline(transaction=False)
+                for i in todo:
+                    key_list, args = full[i]
+                    pipe.execute_command("EVALSHA", script.sha, len(key_list), *key_list, *args)
+                answers = pipe.execute(raise_on_error=False)
+                missing = []
+                for i, answer in zip(todo, answers, strict=True):
+                    if isinstance(answer, redis.exceptions.NoScriptError):
+                        missing.append(i)
+                    replies[i] = answer
+                if not missing:
+                    break
+                self._client.script_load(script.script)
+                todo = missing
+        return [_translated(self._url, full[i][0][0], r) if isinstance(r, Exception) else r
+                for i, r in enumerate(replies)]
 
     def complete(
         self, promise_id: str, *, state: State, ikey: str | None, strict: bool, value: Value

@@ -15,18 +15,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 import redis
 
 from . import keys
 from .connection import connect, redacted, resolve_url, translate_errors
-from .errors import AlreadyCompleted, AlreadyExists, NotFound, StoreError, ValidationError
+from .creates import create_request, created, invoke_many
+from .errors import AlreadyCompleted, AlreadyExists, NotFound, StoreError, ValidationError, VowError
 from .executions import TaskStore
 from .lua import Callback, Completion, Durability, Invoke, Scripts
 from .notes import wait_for
-from .records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, Value, decode_promise
+from .records import INVOKE_TAG, DurablePromise, State, Value, decode_promise
 from .retention import expire_due, purge_promises
 from .schedules import ScheduleStore
 from .search import SearchPage, search_promises
@@ -41,7 +41,6 @@ from .validate import (
     check_ikey,
     check_map,
     check_retention,
-    check_timeout,
 )
 
 __all__ = ["Callback", "Completion", "Invoke", "RedisStore", "SearchPage"]
@@ -239,37 +238,12 @@ class RedisStore:
         a subscription, or write the promise completed. Returns the status instead of raising
         ``AlreadyExists`` (the SDK uses it). ``allow_past`` creates a promise whose timeout has
         already passed as timed out, instead of refusing it."""
-        check_id(promise_id)
-        check_timeout(timeout)
-        ikey = check_ikey(ikey)
-        retention_ms = self.retention_of(retention)
-        param = Value(check_map(headers, "headers"), check_data(data, self.max_data_bytes))
-        tag_map = check_map(tags, "tags")
-        if invoke is None and INVOKE_TAG in tag_map and completion is None:
-            invoke = self.invoke_for(promise_id, tag_map[INVOKE_TAG], param.data)
-        if invoke is not None:
-            check_group(invoke.group)
-        if callback is not None:
-            check_group(callback.group)
-            check_id(callback.root_id, "root id")
-        if completion is not None:
-            completion = Completion(
-                completion.state,
-                Value(check_map(completion.value.headers, "value headers"),
-                      check_data(completion.value.data, self.max_data_bytes, "value data")),
-                check_ikey(completion.ikey),
-            )
-        reply = self.scripts.create(
-            promise_id, timeout=timeout, ikey=ikey, strict=strict, param=param, tags=tag_map,
-            timer=tag_map.get(TIMER_TAG) == "true", completion=completion, invoke=invoke, callback=callback,
-            listener=listener, adopt=adopt, allow_past=allow_past, retention=retention_ms,
+        request = create_request(
+            self, promise_id, timeout, ikey=ikey, strict=strict, headers=headers, data=data, tags=tags, invoke=invoke,
+            callback=callback, listener=listener, completion=completion, adopt=adopt, allow_past=allow_past,
+            retention=retention,
         )
-        if reply.promise is not None:
-            return reply.status, reply.promise
-        assert reply.created_on is not None
-        return Status.CREATED, _fresh(
-            promise_id, timeout, ikey, param, tag_map, completion, reply.created_on, retention_ms
-        )
+        return created(promise_id, request, self.scripts.create(promise_id, **request))
 
     def retention_of(self, retention: object) -> int | None:
         """The retention in ms a create asks for (None: the store's; "forever": None)."""
@@ -313,6 +287,23 @@ class RedisStore:
         if status is Status.ALREADY_EXISTS:
             raise AlreadyExists(promise_id, promise.state.value)
         return promise
+
+    def invoke_many(
+        self,
+        func: str,
+        calls: Sequence[tuple[str, Sequence[Any], Mapping[str, Any]]],
+        *,
+        group: str,
+        timeout: int,
+        tags: Mapping[str, str] | None = None,
+        retention: object = None,
+    ) -> list[DurablePromise | VowError]:
+        """:meth:`invoke` of ``func`` for each call (promise id, args, kwargs), each with its id as
+        its create idempotency key: pipelined, one round trip per ``CREATE_BATCH`` calls on a
+        standalone server without a durability wait (else one round trip each). Each result is
+        the promise, or the error of that call alone (``AlreadyExists``, ``ValidationError``, a
+        store error); a connection failure raises (``coordinator/creates.py``)."""
+        return invoke_many(self, func, calls, group=group, timeout=timeout, tags=tags, retention=retention)
 
     def get(self, promise_id: str) -> DurablePromise:
         """The promise (its timeout applied if due), or ``NotFound``."""
@@ -472,29 +463,3 @@ class RedisStore:
                 if not more:
                     break
         return total
-
-
-def _fresh(
-    promise_id: str,
-    timeout: int,
-    ikey: str | None,
-    param: Value,
-    tags: dict[str, str],
-    completion: Completion | None,
-    created_on: int,
-    retention: int | None,
-) -> DurablePromise:
-    """The record ``create.lua`` has just written exactly as requested (it replies only the time)."""
-    return DurablePromise(
-        id=promise_id,
-        state=completion.state if completion else State.PENDING,
-        param=param,
-        value=completion.value if completion else Value(),
-        timeout=timeout,
-        idempotency_key_for_create=ikey,
-        idempotency_key_for_complete=completion.ikey if completion else None,
-        tags=MappingProxyType(dict(tags)),
-        created_on=created_on,
-        completed_on=created_on if completion else None,
-        retention=retention,
-    )

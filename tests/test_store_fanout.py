@@ -14,8 +14,8 @@ import pytest
 
 from vow.coordinator import AlreadyCompleted, AlreadyExists, Callback, NotFound, RedisStore, State, keys
 from vow.coordinator import notes as notes_module
-from vow.coordinator.notes import parse_notification
 from vow.coordinator import store as store_module
+from vow.coordinator.notes import parse_notification
 from vow.coordinator.tasks import TaskKind, TaskMessage, decode_task
 
 from .conftest import Clock, make_store

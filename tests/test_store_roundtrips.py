@@ -11,7 +11,9 @@ import pytest
 import redis
 from redis.connection import AbstractConnection
 
-from vow.coordinator import Callback, RedisStore
+from vow.coordinator import Callback, RedisStore, State, Value
+from vow.coordinator.executions import Settlement
+from vow.coordinator.lua import Claim, ClaimStatus
 from vow.worker.scheduler import Handle, Scheduler
 
 from .conftest import Clock
@@ -132,4 +134,31 @@ def test_rpc_then_result_is_two_round_trips_for_the_producer(redis_url: str, cou
     assert waited.round_trips == 1 and set(waited.server_calls) == {"cmdstat_blpop"}, waited
     again = counter.measure(lambda: handle[0].result(timeout=5))
     assert again.round_trips == 0 and handle[0].result() == {"ok": True}
+    store.close()
+
+
+def test_a_batch_of_claims_and_a_group_commit_are_one_script_call_each(redis_url: str, counter: Counter) -> None:
+    store = RedisStore(redis_url)
+    app = Scheduler(store, "rt-batch", serve=False)
+    store.tasks.ensure_group("rt-batch")
+    for script in ("claim", "settle"):  # loaded into the server's cache, as after any first use
+        store.client.script_load(store.scripts._scripts[script].script)
+    for n in range(10):
+        app.rpc(f"batch-{n}", "f")
+    deliveries = store.tasks.read("rt-batch", "c", count=10, block_ms=1)
+    assert len(deliveries) == 10
+    tasks = [(d.message.id, d.message.func) for d in deliveries if d.message is not None]
+    claims: list[list[Claim]] = []
+    claimed = counter.measure(
+        lambda: claims.append(store.tasks.claim_many(tasks, group="rt-batch", consumer="c", lease_ms=60_000)))
+    assert claimed.round_trips == 1 and claimed.server_calls["cmdstat_evalsha"] == 1, claimed
+    assert [c.status for c in claims[0]] == [ClaimStatus.OK] * 10
+    done = [Settlement(pid, c.counter, State.RESOLVED, Value(data=b"1"), d)
+            for (pid, _), c, d in zip(tasks, claims[0], deliveries, strict=True)]
+    settled = counter.measure(lambda: store.tasks.settle_many(done, group="rt-batch", consumer="c"))
+    assert settled.round_trips == 1 and settled.server_calls["cmdstat_evalsha"] == 1, settled
+    assert all(store.get(pid).state is State.RESOLVED for pid, _ in tasks)
+    assert store.tasks.pending_count("rt-batch") == 0 and store.tasks.stream_length("rt-batch") == 0
+    # a resend of the whole batch changes nothing and answers the same
+    assert store.tasks.settle_many(done, group="rt-batch", consumer="c") == [False] * 10  # fenced: lease ended
     store.close()

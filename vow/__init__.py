@@ -35,6 +35,7 @@ from .coordinator import (
 )
 from .worker import (
     ApplicationError,
+    BatchError,
     Constant,
     Context,
     CreateDurablePromiseReq,
@@ -60,6 +61,7 @@ __all__ = [
     "AlreadyCompleted",
     "AlreadyExists",
     "ApplicationError",
+    "BatchError",
     "Constant",
     "Context",
     "CorruptRecord",

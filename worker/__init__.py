@@ -22,10 +22,11 @@ from .errors import (
 )
 from .loop import Worker, WorkerSettings
 from .retry import Constant, Exponential, Linear, Never, RetryPolicy
-from .scheduler import Handle, Scheduler
+from .scheduler import BatchError, Handle, Scheduler
 
 __all__ = [
     "ApplicationError",
+    "BatchError",
     "Constant",
     "Context",
     "CreateDurablePromiseReq",

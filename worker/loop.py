@@ -5,14 +5,13 @@ Threads of one worker:
 - a reader (one per partition on a cluster) blocked in ``XREADGROUP ... BLOCK`` — an idle worker
   makes no busy loop; it reads at most as many entries as it has free slots;
 - ``concurrency`` executor threads, each running one task at a time;
-- a maintenance thread: heartbeats (lease + entry idle time) every ``heartbeat_ms``, takes over
-  entries idle past ``lease_ms`` (``XAUTOCLAIM``) every ``reclaim_ms``, and runs the store's
-  timeout sweep every ``sweep_ms`` (a per-partition lock keeps concurrent workers from repeating
-  it; a double run is harmless anyway) with the schedule pass (``coordinator/schedules.py``) and
-  the expiry pass (``coordinator/retention.py``), and every ``reclaim_ms`` the orphan sweep:
-  executions whose lease lapsed ``orphan_ms`` ago with nobody claiming them again are re-queued
-  (their task entry was lost), so no pending promise is stranded; now and then it removes
-  consumers idle ``consumer_idle_ms`` that hold no entry (dead workers' names).
+- a maintenance thread (``worker/maintenance.py``): heartbeats, reclaim of entries idle past the
+  lease, the timeout/schedule/expiry sweeps, the orphan sweep and consumer cleanup.
+
+The path of a task: the reader reads a batch (``XREADGROUP``) and claims every runnable task of it
+in one script call (one per partition on a cluster); an executor thread runs it; its settle goes
+out in a group commit with the settles of the other threads that finished meanwhile
+(``worker/batching.py``).
 
 On a graceful stop the worker removes its own consumer wherever it holds no entry.
 
@@ -45,6 +44,7 @@ from .codec import encode_error, encode_value
 from .consumer import READ_BLOCK_S, Consumer
 from .errors import EncodingError
 from .executor import Abandoned, Completed, Errored, Execution, Missing, Suspended
+from .maintenance import Maintenance
 from .metrics import NO_METRICS, Metrics, TaskOutcome, function_label, queue_wait_s
 from .registry import Registry
 from .settings import WorkerSettings
@@ -93,7 +93,6 @@ class Worker:
         # a task it already released.
         self._tasks: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._autoclaim_cursors = ["0-0"] * keys.PARTITIONS
         #: group commits of settles, one per batch key (TaskStore.batch_key)
         self._commits: dict[int, GroupCommit[Settlement, bool]] = {}
         self.started = False
@@ -114,7 +113,7 @@ class Worker:
             self._spawn(f"vow-task-{i}", self._task_loop)
         for i, partitions in enumerate(readers):
             self._spawn(f"vow-reader-{i}", functools.partial(self._read_loop, partitions))
-        self._spawn("vow-maintenance", self._maintenance_loop)
+        self._spawn("vow-maintenance", Maintenance(self, self._done).loop)
         self.metrics.watch(self)
         log.info("worker %s serving group %r (%d functions)", self.consumer, self.group, len(self.registry))
         return self
@@ -460,74 +459,16 @@ class Worker:
         self.tasks.dead_letter(self.group, self.consumer, delivery, reason)
         self.metrics.task_dead_lettered(self.group, function_label(self.registry, delivery.message))
 
-    # -- maintenance ----------------------------------------------------------------------------
+    # -- for the maintenance thread (worker/maintenance.py) ---------------------------------------
 
-    def _maintenance_loop(self) -> None:
-        s = self.settings
-        jobs: dict[str, tuple[float, Callable[[], None]]] = {
-            "heartbeat": (s.heartbeat_ms / 1000, self._heartbeat),
-            "reclaim": (s.reclaim_ms / 1000, self._reclaim),
-            "sweep": (s.sweep_ms / 1000, self._sweep),
-            "orphan sweep": (s.reclaim_ms / 1000, self._sweep_orphans),
-            "consumer cleanup": (max(s.reclaim_ms, min(s.consumer_idle_ms // 2, 60_000)) / 1000, self._prune_consumers),
-        }
-        due = dict.fromkeys(jobs, 0.0)
-        while not self._done.is_set():
-            now = time.monotonic()
-            for name, (period, job) in jobs.items():
-                if now >= due[name]:
-                    due[name] = now + period
-                    self._run_job(name, job)
-            self._done.wait(max(0.01, min(due.values()) - time.monotonic()))
-
-    @staticmethod
-    def _run_job(name: str, job: Callable[[], None]) -> None:
-        try:
-            job()
-        except VowError as e:
-            log.warning("%s failed: %s", name, e)
-        except Exception:  # a bug in Vow itself must not end heartbeats, reclaim and sweeps
-            log.exception("%s failed inside the worker", name)
-
-    def _heartbeat(self) -> None:
+    def held_now(self) -> list[_Held]:
         with self._lock:
-            held = list(self._held.values())
-        by_partition: dict[int, list[str]] = {}
-        for h in held:
-            by_partition.setdefault(h.delivery.partition, []).append(h.delivery.entry_id)
-            if h.promise_id is not None and h.counter is not None:
-                if not self.tasks.heartbeat(h.promise_id, h.counter, lease_ms=self.settings.lease_ms):
-                    log.warning("lease of %s lost; its result will be discarded", h.promise_id)
-        for partition, ids in by_partition.items():
-            self.tasks.touch(self.group, self.consumer, partition, ids)
+            return list(self._held.values())
 
-    def _reclaim(self) -> None:
-        if self.stopping.is_set():
-            return
-        free = self._free_slots()
-        if free <= 0:
-            return
-        for delivery in self.tasks.reclaim(
-            self.group, self.consumer, min_idle_ms=self.settings.lease_ms, count=min(free, 32),
-            cursors=self._autoclaim_cursors,
-        ):
-            self.metrics.task_reclaimed(self.group, function_label(self.registry, delivery.message))
-            self._submit(_Held(delivery))
+    def free_slots(self) -> int:
+        with self._lock:
+            return self._free_slots()
 
-    def _sweep(self) -> None:
-        if not self.stopping.is_set():
-            self.store.sweep(lock_ms=max(1, self.settings.sweep_ms - 50))
-            self.store.schedules.run_due()
-            self.store.expire()
-
-    def _prune_consumers(self) -> None:
-        if not self.stopping.is_set():
-            removed = self.tasks.remove_consumers(self.group, min_idle_ms=self.settings.consumer_idle_ms)
-            if removed:
-                log.info("removed %d idle consumer(s) holding no entries from group %r", removed, self.group)
-
-    def _sweep_orphans(self) -> None:
-        if not self.stopping.is_set():
-            found = self.tasks.sweep_orphans(self.settings.orphan_ms)
-            if found:
-                log.warning("re-queued %d execution(s) whose lease lapsed with no task entry left", found)
+    def submit_reclaimed(self, delivery: Delivery) -> None:
+        self.metrics.task_reclaimed(self.group, function_label(self.registry, delivery.message))
+        self._submit(_Held(delivery))
