@@ -324,6 +324,10 @@ def test_the_seed_story_in_the_browser(
     assert texts(browser, "h1") == ["Inbox 2 human waits"]
 
     act(browser, lambda d: in_row(d, alice, "textarea").send_keys("true"), "typing the answer")
+    # No refresh while a field has the focus; once it has not, the typed text survives one.
+    browser.execute_script("document.activeElement.blur();")
+    wait_for_refresh(browser)
+    wait(browser, lambda d: in_row(d, alice, "textarea").get_property("value") == "true", "the answer kept")
     shoot(browser, screenshots, "inbox")
     act(browser, lambda d: in_row(d, alice, "button.resolve").click(), "a click on Resolve")
     wait(browser, lambda d: "Resolved" in flash(d), "the message of the Resolve")
