@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint chaos soak bench clean
+.PHONY: test demo lint chaos soak bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ chaos: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[soak]'
 	$(BIN)/python -m tests.soak --out soak-results
+
+# The README's pictures of the console (docs/console-*.png), taken by the browser test's seed story
+# in headless Chromium (Debian: apt-get install chromium chromium-driver). A normal test run puts
+# them in the test's temporary folder instead.
+screenshots: $(STAMP)
+	VOW_SCREENSHOTS=docs/ $(BIN)/python -m pytest -q tests/test_console_browser.py::test_the_seed_story_in_the_browser
 
 bench: $(STAMP)
 	$(BIN)/python bench/quick.py

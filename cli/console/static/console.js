@@ -22,11 +22,14 @@
     return !!active && region.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName);
   }
 
+  /* The form's id attribute, read with getAttribute: a completion form holds a field named "id"
+   * (the promise's), and form.id would be that field, not the form's id. */
   function typed() {
     var kept = [];
     region.querySelectorAll("textarea, input[type=text]").forEach(function (field) {
-      if (field.value !== field.defaultValue && field.form && field.form.id) {
-        kept.push([field.form.id, field.name, field.value]);
+      var form = field.form ? field.form.getAttribute("id") : null;
+      if (field.value !== field.defaultValue && form) {
+        kept.push([form, field.name, field.value]);
       }
     });
     return kept;
