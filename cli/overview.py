@@ -7,9 +7,11 @@ against the SDK's tags (``worker/tags.py``):
 
 - a *wait* is a pending promise a workflow created to wait on: tagged ``vow:parent`` (and
   ``vow:root``, its root workflow);
-- a *human wait* is a wait that no function will complete: no ``resonate:invoke`` tag (not a
-  remote call) and no ``resonate:timeout`` tag (not a durable timer) — ``ctx.promise(...)`` or a
-  bare ``ctx.rfc(CreateDurablePromiseReq(promise_id=...))``;
+- a *human wait* is a pending promise that no function will complete — no ``resonate:invoke``
+  tag (not a remote call), not a durable timer — that a live workflow waits on, by its
+  ``vow:root`` tag or by a callback (the Inbox's rule, ``coordinator/waits.py``):
+  ``ctx.promise(...)``, a bare ``ctx.rfc(CreateDurablePromiseReq(promise_id=...))``, or a promise
+  created elsewhere that a workflow awaits;
 - a *suspended workflow* is a pending root workflow with at least one wait pending.
 
 A workflow's group is the one its root's ``resonate:invoke`` tag routes to (``""`` when the root
@@ -24,9 +26,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vow.coordinator.errors import ValidationError
-from vow.coordinator.records import INVOKE_TAG, TIMER_TAG, DurablePromise
+from vow.coordinator.records import INVOKE_TAG, DurablePromise
 from vow.coordinator.streams import GroupStats, group_stats
 from vow.coordinator.tasks import invoke_target
+from vow.coordinator.waits import is_human_wait_candidate, waiting_roots
 from vow.worker.tags import PARENT_TAG, ROOT_TAG
 
 if TYPE_CHECKING:
@@ -120,18 +123,24 @@ def workflow_waits(store: RedisStore, budget: int = SCAN_BUDGET, now: int | None
     now = store.now() if now is None else now
     pending, complete = _pending(store, budget)
     waits = [p for p in pending if PARENT_TAG in p.tags and p.tags.get(ROOT_TAG)]
-    roots = store.read_records({p.tags[ROOT_TAG] for p in waits}) if waits else {}
+    # The Inbox's rule (coordinator/waits.py): a human wait is a candidate some root waits on,
+    # by its tag or by a callback (a promise created elsewhere that a workflow awaits).
+    candidates = [p for p in pending if is_human_wait_candidate(p)]
+    candidate_roots = waiting_roots(store, candidates)
+    wanted = {p.tags[ROOT_TAG] for p in waits} | {r[0] for r in candidate_roots if r}
+    roots = store.read_records(wanted) if wanted else {}
     live = {rid: r for rid, r in roots.items() if r is not None and r.pending}
     suspended: dict[str, set[str]] = {}
-    human: list[HumanWait] = []
     for promise in waits:
         root_id = promise.tags[ROOT_TAG]
-        if root_id not in live:
-            continue  # its workflow completed meanwhile: nobody waits on it any more
-        group = _group_of(live[root_id])
-        suspended.setdefault(group, set()).add(root_id)
-        if INVOKE_TAG not in promise.tags and TIMER_TAG not in promise.tags:
-            human.append(HumanWait(promise, root_id, group, max(0, now - promise.created_on)))
+        if root_id in live:  # else its workflow completed meanwhile: nobody waits on it any more
+            suspended.setdefault(_group_of(live[root_id]), set()).add(root_id)
+    human: list[HumanWait] = []
+    for promise, waiting in zip(candidates, candidate_roots, strict=True):
+        if waiting and waiting[0] in live:
+            group = _group_of(live[waiting[0]])
+            suspended.setdefault(group, set()).add(waiting[0])
+            human.append(HumanWait(promise, waiting[0], group, max(0, now - promise.created_on)))
     return WorkflowWaits(human=human, suspended=suspended, scanned=len(pending), complete=complete)
 
 

@@ -25,7 +25,7 @@ from .records import ANCHOR_TAG, INVOKE_TAG, DurablePromise, reply_text
 if TYPE_CHECKING:
     from .store import RedisStore
 
-__all__ = ["HumanWait", "HumanWaits", "human_waits", "is_human_wait_candidate"]
+__all__ = ["HumanWait", "HumanWaits", "human_waits", "is_human_wait_candidate", "waiting_roots"]
 
 #: pending promises examined at most by one :func:`human_waits` call (100 per search page)
 DEFAULT_SCAN = 1000
@@ -68,6 +68,16 @@ def _callback_roots(store: RedisStore, promises: list[DurablePromise]) -> list[l
     return [sorted(reply_text(field) for field in reply) for reply in replies]
 
 
+def waiting_roots(store: RedisStore, promises: list[DurablePromise]) -> list[tuple[str, ...]]:
+    """For each promise, the root workflows waiting on it: its ``vow:root`` tag first, then any
+    other root with a callback on it (one pipelined round trip)."""
+    out = []
+    for promise, callback_roots in zip(promises, _callback_roots(store, promises), strict=True):
+        tagged = promise.tags.get(ANCHOR_TAG)
+        out.append(tuple(([tagged] if tagged else []) + [r for r in callback_roots if r != tagged]))
+    return out
+
+
 def human_waits(store: RedisStore, limit: int = 100, scan: int = DEFAULT_SCAN) -> HumanWaits:
     """Up to ``limit`` human waits, newest first, from at most ``scan`` pending promises."""
     found: list[HumanWait] = []
@@ -77,11 +87,9 @@ def human_waits(store: RedisStore, limit: int = 100, scan: int = DEFAULT_SCAN) -
         page = store.search("*", state="pending", limit=_PAGE, cursor=cursor)
         examined += len(page.promises)
         candidates = [p for p in page.promises if is_human_wait_candidate(p)]
-        for promise, callback_roots in zip(candidates, _callback_roots(store, candidates), strict=True):
-            tagged = promise.tags.get(ANCHOR_TAG)
-            roots = ([tagged] if tagged else []) + [r for r in callback_roots if r != tagged]
+        for promise, roots in zip(candidates, waiting_roots(store, candidates), strict=True):
             if roots:
-                found.append(HumanWait(promise, tuple(roots)))
+                found.append(HumanWait(promise, roots))
         cursor = page.cursor
         if cursor is None:
             return HumanWaits(found[:limit], truncated=False)

@@ -32,6 +32,7 @@ from vow.cli.overview import Overview, overview
 from vow.coordinator import keys, streams
 from vow.coordinator.lua import Commit
 from vow.coordinator.records import State, Value
+from vow.coordinator.waits import human_waits
 from vow.processes import ManagedProcess
 from vow.server import free_port
 from vow.worker import WorkerSettings
@@ -281,6 +282,29 @@ def test_group_gauges(redis_url: str) -> None:
             samples = collected(store)
             assert value(samples, "vow_suspended_workflows", group="waiters") == 2
             assert value(samples, "vow_group_entries_read_total", group="waiters") >= 4
+        finally:
+            app.stop(grace_s=5)
+
+
+def test_the_overview_counts_the_human_waits_the_inbox_lists(redis_url: str) -> None:
+    """A promise created elsewhere (no workflow tags) that a workflow awaits is a human wait for
+    the Inbox (coordinator/waits.py) and for the metrics alike."""
+    with closing(RedisStore(redis_url)) as store:
+        app = Scheduler(store, "agree", serve=False)
+
+        @app.register
+        def awaits(ctx: Context) -> Generator[Any, Any, Any]:
+            return (yield ctx.promise(id="approval-external"))
+
+        store.create("approval-external", store.now() + 600_000)  # by another system, before
+        app.start()
+        try:
+            app.rpc("wf-external", "awaits")
+            wait_until(lambda: [w.promise.id for w in human_waits(store).waits] == ["approval-external"],
+                       what="the Inbox lists the external promise")
+            assert [(w.promise.id, w.root) for w in overview(store).human_waits("agree")] == [
+                ("approval-external", "wf-external")]
+            assert value(collected(store), "vow_human_waits", group="agree") == 1
         finally:
             app.stop(grace_s=5)
 
