@@ -185,13 +185,15 @@ class Scripts:
         value = completion.value if completion is not None else Value()
         args: list[Arg] = [
             promise_id, str(timeout), ikey or "", _flag(strict),
-            pack_map(param.headers), _flag(param.data is not None), param.data or b"", pack_map(tags), _flag(timer),
+            pack_map(param.headers), _flag(param.data is not None), param.data or b"", str(len(tags)), _flag(timer),
             completion.state.value if completion is not None else "", pack_map(value.headers),
             _flag(value.data is not None), value.data or b"", (completion.ikey if completion else None) or "",
             invoke.group if invoke is not None else "", invoke.message if invoke is not None else b"",
             callback.root_id if callback is not None else "", callback.encoded() if callback is not None else b"",
             listener or "", _flag(adopt), _flag(allow_past), "" if retention is None else str(retention),
         ]
+        for name, tag in tags.items():
+            args += [name, tag]
         return [*k.as_list(), keys.groups(keys.partition_of(promise_id))], args
 
     @staticmethod

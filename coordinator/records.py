@@ -13,7 +13,9 @@ Hash fields of ``vow:{T}:p:<id>`` (written only by the Lua scripts; read only by
 ``vd``     value data, raw bytes (absent = none)
 ``ikc``    idempotency key for create (absent = none)
 ``ikv``    idempotency key for complete (absent = none)
-``tags``   msgpack map str -> str
+``t:<k>``  the value of tag ``k``, one field per tag (so the hash stays a listpack: one blob of
+           all tags often passes the 64 bytes a listpack value may have); a record written
+           before that has them all in ``tags``, a msgpack map str -> str, still read
 ``timer``  ``1`` when tagged ``resonate:timeout=true`` (times out RESOLVED)
 ``co``     created_on, epoch ms
 ``cd``     completed_on, epoch ms (absent while pending)
@@ -47,6 +49,8 @@ INVOKE_TAG = "resonate:invoke"
 #: a workflow with its root, worker/tags.py ROOT_TAG) is kept at least as long as that promise,
 #: and never expires while it is pending (see scripts/expire.lua)
 ANCHOR_TAG = "vow:root"
+#: the record's field of a tag is this prefix and the tag's name (see the table above)
+TAG_FIELD_PREFIX = "t:"
 
 
 class State(enum.StrEnum):
@@ -179,6 +183,16 @@ def _optional_text(key: str, name: str, raw: object) -> str | None:
     return None if raw is None else _text(key, name, raw)
 
 
+def _tags(key: str, f: Mapping[str, bytes]) -> Mapping[str, str]:
+    """A record's tags: one field ``t:<name>`` each (a record written before that: the msgpack
+    map in ``tags``)."""
+    tags = dict(_map(key, "tags", f["tags"])) if "tags" in f else {}
+    for name, raw in f.items():
+        if name.startswith(TAG_FIELD_PREFIX):
+            tags[name[len(TAG_FIELD_PREFIX):]] = _text(key, name, raw)
+    return MappingProxyType(tags)
+
+
 def decode_promise(key: str, fields: Mapping[bytes, bytes] | Mapping[str, bytes]) -> DurablePromise:
     """Build a :class:`DurablePromise` from a record hash, or raise :class:`CorruptRecord`."""
     try:
@@ -205,7 +219,7 @@ def decode_promise(key: str, fields: Mapping[bytes, bytes] | Mapping[str, bytes]
         timeout=_int(key, "to", f.get("to")),
         idempotency_key_for_create=_optional_text(key, "ikc", f.get("ikc")),
         idempotency_key_for_complete=_optional_text(key, "ikv", f.get("ikv")),
-        tags=_map(key, "tags", f.get("tags")),
+        tags=_tags(key, f),
         created_on=_int(key, "co", f.get("co")),
         completed_on=completed_on,
         retention=None if f.get("rn") is None else _int(key, "rn", f.get("rn")),

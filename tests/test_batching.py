@@ -1,6 +1,5 @@
-"""``GroupCommit``: requests arriving while a batch is in flight go together in the next one; each
-thread gets its own answer or its batch's error; a leader whose request did not fit still gets
-its answer."""
+"""``GroupCommit``: requests arriving while a batch is in flight go together in the next one,
+bounded by the limit; each thread gets its own answer or its batch's error."""
 
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ def _submit_all(commit: GroupCommit[int, int], items: list[int]) -> tuple[dict[i
 
 
 def _queued(commit: GroupCommit[int, int], n: int) -> bool:
-    with commit._cond:  # the test peeks at the queue: no other way to know the threads arrived
+    with commit._mutex:  # the test peeks at the queue: no other way to know the threads arrived
         return len(commit._queue) == n
 
 

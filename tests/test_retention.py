@@ -9,6 +9,7 @@ import datetime
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import pytest
 import redis
 
@@ -139,6 +140,31 @@ def test_steps_of_a_workflow_kept_for_ever_are_kept_for_ever(short: RedisStore, 
     assert short.expire() == 0
     assert all(short.read_records(["wf-ever", "wf-ever.1"]).values())
     assert short.client.zcard(keys.expiry(keys.partition_of("wf-ever.1"))) == 0  # not looked at again
+
+
+def test_a_step_written_with_its_tags_in_one_blob_is_still_anchored(short: RedisStore, clock: Clock) -> None:
+    """Records written before tags were fields of their own keep their anchor."""
+    short.create("wf-old", clock.now + 60_000)
+    completed_step(short, clock, "wf-old.1", "wf-old")
+    key = keys.promise("wf-old.1")
+    short.client.hdel(key, f"t:{ROOT_TAG}")
+    short.client.hset(key, "tags", msgpack.packb({ROOT_TAG: "wf-old"}))
+    assert short.get("wf-old.1").tags == {ROOT_TAG: "wf-old"}
+    clock.advance(2 * RETENTION_MS)
+    assert short.expire() == 0  # its workflow is pending: kept
+    short.resolve("wf-old")
+    clock.advance(2 * RETENTION_MS)
+    assert short.expire() == 2
+
+
+def test_a_step_record_with_long_tags_stays_a_listpack(short: RedisStore, clock: Clock) -> None:
+    """One field per tag: tags of 100 bytes in all (a blob of them would pass the 64-byte listpack
+    limit and take ~650 bytes more) leave the record compact."""
+    root = "workflow-alice@example.com"
+    tags = {ROOT_TAG: root, "vow:parent": root, "vow:func": "x" * 30}
+    short.create_ex(f"{root}.1", clock.now + 60_000, tags=tags, completion=Completion(State.RESOLVED, Value(), None))
+    assert short.client.object("encoding", keys.promise(f"{root}.1")) == b"listpack"
+    assert short.get(f"{root}.1").tags == tags
 
 
 def test_a_step_whose_workflow_is_gone_goes_at_its_own_expiry(short: RedisStore, clock: Clock) -> None:

@@ -157,6 +157,7 @@ CORRUPTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
     "tags int values": lambda f: f | {"tags": msgpack.packb({"a": 1})},
     "tags bytes keys": lambda f: f | {"tags": msgpack.packb({b"a": "b"}, use_bin_type=True)},
     "tags truncated": lambda f: f | {"tags": msgpack.packb({"a": "b"})[:-1]},
+    "tag field not utf-8": lambda f: f | {"t:a": b"\xff"},
     "headers not msgpack": lambda f: f | {"ph": b"\xff"},
     "completed without completed_on": lambda f: f | {"state": "RESOLVED"},
     "pending with completed_on": lambda f: f | {"cd": "5"},

@@ -379,8 +379,10 @@ class Worker:
             return "busy elsewhere"
         assert claim.promise is not None
         held.promise_id, held.counter = message.id, claim.counter
-        function = function_label(self.registry, invoke_function(claim.promise.param.data) or message.func)
-        self.metrics.task_started(self.group, function, queue_wait_s(delivery.entry_id, self.store.estimated_now()))
+        function = ""
+        if self.metrics.enabled:  # (the labels cost a JSON parse of the call's data)
+            function = function_label(self.registry, invoke_function(claim.promise.param.data) or message.func)
+            self.metrics.task_started(self.group, function, queue_wait_s(delivery.entry_id, self.store.estimated_now()))
         began, outcome = time.monotonic(), TaskOutcome.RELEASED
         try:
             text, outcome = self._drive(held, claim.promise, claim.counter)

@@ -120,6 +120,9 @@ def queue_wait_s(entry_id: str, now_ms: int) -> float | None:
 class Metrics:
     """What a worker reports; this base class records nothing (the default, :data:`NO_METRICS`)."""
 
+    #: whether anything is recorded (the worker skips computing labels when not)
+    enabled = False
+
     def watch(self, worker: WatchedWorker) -> None:
         """Read this worker's gauges at each scrape (it is held weakly)."""
 
@@ -159,6 +162,8 @@ def require_prometheus() -> None:
 
 class PrometheusMetrics(Metrics):
     """The worker metrics in a ``prometheus_client`` registry (a new one unless given)."""
+
+    enabled = True
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         client = _client()

@@ -10,7 +10,7 @@
 -- ARGV[3]  promise id                                 ARGV[4]  timeout, epoch ms
 -- ARGV[5]  create idempotency key ('' = none)         ARGV[6]  strict ('1'/'0')
 -- ARGV[7]  param headers (msgpack)                    ARGV[8]  param data present ('1'/'0')
--- ARGV[9]  param data                                 ARGV[10] tags (msgpack)
+-- ARGV[9]  param data                                 ARGV[10] number of tags, n
 -- ARGV[11] timer tag set ('1'/'0')
 -- ARGV[12] completed state for a recorded step ('' = create PENDING)
 -- ARGV[13] value headers (msgpack)  ARGV[14] value data present  ARGV[15] value data
@@ -23,6 +23,9 @@
 -- ARGV[23] allow past ('1': a timeout <= now creates the promise already timed out — a timer or
 --          wait whose deadline passed while the request travelled; '0': answer 'past')
 -- ARGV[24] retention, ms after completion ('' = keep for ever)
+-- ARGV[25..24+2n] the tags, name and value pairs: each is its own field 't:<name>' (one blob of
+--          them would often pass the 64 bytes a hash value may have for Redis to keep the record
+--          a listpack; that costs about 650 bytes a record)
 -- Returns {status, record fields}: status is created | dedup | exists | past (timeout <= now);
 -- except that a record written just now as requested returns {'fresh', created_on} (the caller
 -- has every other field already; this keeps the reply small).
@@ -61,8 +64,9 @@ local timeout = tonumber(ARGV[4])
 local past = completed_state == '' and timeout <= now
 if past and ARGV[23] ~= '1' then return {'past', {}} end
 
-redis.call('HSET', K.p, 'id', id, 'state', 'PENDING', 'to', ARGV[4], 'ph', ARGV[7], 'tags', ARGV[10],
-  'timer', ARGV[11], 'co', ms(now), 'rqc', rid)
+redis.call('HSET', K.p, 'id', id, 'state', 'PENDING', 'to', ARGV[4], 'ph', ARGV[7], 'timer', ARGV[11],
+  'co', ms(now), 'rqc', rid)
+for i = 25, 24 + 2 * tonumber(ARGV[10]), 2 do redis.call('HSET', K.p, 't:' .. ARGV[i], ARGV[i + 1]) end
 if ARGV[8] == '1' then redis.call('HSET', K.p, 'pd', ARGV[9]) end
 if ikey ~= '' then redis.call('HSET', K.p, 'ikc', ikey) end
 if ARGV[24] ~= '' then redis.call('HSET', K.p, 'rn', ARGV[24]) end

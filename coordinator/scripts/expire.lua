@@ -19,13 +19,17 @@ local now = clock(ARGV[1])
 local anchor_tag, limit = ARGV[3], tonumber(ARGV[4])
 local removed = 0
 
--- The state, tags and retention of a completed record of Vow's shape (nil otherwise); `kind` is
--- the key's TYPE when the caller has read it already.
+-- The state, anchor tag and retention of a completed record of Vow's shape (nil otherwise);
+-- `kind` is the key's TYPE when the caller has read it already.
 local function completed(id, kind)
   local p = derive(EXPIRY, 'p:' .. id)
   if (kind or redis.call('TYPE', p)['ok']) ~= 'hash' then return nil end
-  local f = redis.call('HMGET', p, 'state', 'tags', 'rn')
+  local f = redis.call('HMGET', p, 'state', 't:' .. anchor_tag, 'rn', 'tags')
   if f[1] == false or f[1] == 'PENDING' then return nil end
+  if not f[2] and f[4] then  -- a record written before tags were fields: the msgpack blob
+    local ok, tags = pcall(cmsgpack.unpack, f[4])
+    if ok and type(tags) == 'table' and type(tags[anchor_tag]) == 'string' then f[2] = tags[anchor_tag] end
+  end
   return f
 end
 
@@ -54,13 +58,8 @@ for i = 1, math.min(#due, limit) do
   elseif f == nil then
     redis.call('ZREM', EXPIRY, id)  -- pending, or not a record of Vow's shape: never expired here
   else
-    local anchor = nil
-    local ok, tags = pcall(cmsgpack.unpack, f[2] or '')
-    if ok and type(tags) == 'table' and type(tags[anchor_tag]) == 'string' and tags[anchor_tag] ~= id
-        and tags[anchor_tag] ~= '' then
-      anchor = tags[anchor_tag]
-    end
-    if anchor then
+    local anchor = f[2]
+    if anchor and anchor ~= id and anchor ~= '' then
       held[#held + 1] = id
       held[#held + 1] = anchor
       held[#held + 1] = f[3] or ''
