@@ -15,7 +15,7 @@ from .errors import AlreadyExists, ValidationError, VowError
 from .lua import Callback, Completion, CreateReply, Invoke
 from .records import INVOKE_TAG, TIMER_TAG, DurablePromise, State, Value
 from .states import Status
-from .tasks import TaskKind, TaskMessage, invoke_data
+from .tasks import invoke_data, invoke_message
 from .validate import check_data, check_group, check_id, check_ikey, check_map, check_timeout
 
 if TYPE_CHECKING:
@@ -92,10 +92,11 @@ def invoke_many(
     slots: list[int] = []
     for promise_id, args, kwargs in calls:
         try:
-            message = TaskMessage(TaskKind.INVOKE, promise_id, group, func).encode()
+            data = invoke_data(func, args, kwargs)
+            message = invoke_message(promise_id, group, func, data.encode())
             requests.append((promise_id, create_request(
                 store, promise_id, timeout, ikey=promise_id, strict=False, headers=None,
-                data=invoke_data(func, args, kwargs), tags=all_tags, invoke=Invoke(group, message),
+                data=data, tags=all_tags, invoke=Invoke(group, message),
                 callback=None, listener=None, completion=None, adopt=False, allow_past=False,
                 retention=retention,
             )))

@@ -61,13 +61,15 @@ class Delivery:
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """A finished execution to commit: ``promise_id`` completed with ``state`` and ``value``
-    under the lease ``counter``, driven by the task ``delivery``."""
+    under the lease ``counter``, driven by the task ``delivery``; or, with counter 0, run
+    without a lease from the param data ``ran_with`` that the task message carried."""
 
     promise_id: str
     counter: int
     state: State
     value: Value
     delivery: Delivery
+    ran_with: bytes | None = None
 
 
 def _int_field(fields: Any, name: bytes) -> int:
@@ -249,24 +251,25 @@ class TaskStore:
     ) -> bool:
         """Complete the driven promise and end the execution; ``False`` when fenced."""
         settlement = Settlement(promise_id, counter, state, value, delivery)
-        return self.settle_many([settlement], group=group, consumer=consumer)[0]
+        return self.settle_many([settlement], group=group, consumer=consumer)[0] is Answer.OK
 
-    def settle_many(self, settlements: Sequence[Settlement], *, group: str, consumer: str) -> list[bool]:
+    def settle_many(self, settlements: Sequence[Settlement], *, group: str, consumer: str) -> list[Answer]:
         """Settle finished executions in one script call (a group commit; on a cluster they must
-        share a partition, :meth:`batch_key`): each ``False`` when fenced. A task entry the script
-        cannot reach (another partition's, on a cluster) is acknowledged after it."""
+        share a partition, :meth:`batch_key`): each ``OK``, ``FENCED``, or for one run without a
+        lease also ``DONE``, ``GONE`` or ``RETRY`` (see ``settle.lua``). A task entry the script
+        cannot reach (another partition's, on a cluster) is acknowledged after an ``OK``."""
         commits = []
         for s in settlements:
             home = keys.partition_of(s.promise_id)
             in_script = s.delivery.partition == home or not self._store.is_cluster
             stream = keys.task_stream(s.delivery.partition if in_script else home, group)
             commits.append(Commit(s.promise_id, s.counter, s.state, s.value, stream,
-                                  s.delivery.entry_id if in_script else None))
+                                  s.delivery.entry_id if in_script else None, s.ran_with))
         answers = self._store.scripts.settle(commits, group=group)
         for s, commit, answer in zip(settlements, commits, answers, strict=True):
-            if answer is not Answer.FENCED and commit.entry_id is None:
+            if answer in (Answer.OK, Answer.DONE) and commit.entry_id is None:
                 self.ack(group, consumer, s.delivery)
-        return [answer is not Answer.FENCED for answer in answers]
+        return answers
 
     def suspend(self, promise_id: str, counter: int, *, group: str, consumer: str, delivery: Delivery) -> Answer:
         """Release the lease while waiting; ``WAKE`` means drive again now; ``FENCED`` lost it."""

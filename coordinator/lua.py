@@ -336,7 +336,7 @@ class Scripts:
             ]
             args += [
                 c.promise_id, str(c.counter), c.state.value, pack_map(c.value.headers),
-                _flag(c.value.data is not None), c.value.data or b"", c.entry_id or "",
+                _flag(c.value.data is not None), c.value.data or b"", c.entry_id or "", c.ran_with or b"",
             ]
         reply = self._call("settle", key_list, args)
         if not isinstance(reply, list) or len(reply) != len(commits):

@@ -107,6 +107,10 @@ class Answer(enum.StrEnum):
     OK = "ok"
     WAKE = "wake"      # suspend: a resume arrived meanwhile; the lease is kept, drive again
     FENCED = "fenced"  # a newer claim took the execution: nothing was changed
+    # settle of an execution run without a lease (counter 0) only:
+    DONE = "done"      # the promise was completed meanwhile: result dropped, entry acknowledged
+    GONE = "gone"      # no such promise: nothing was changed
+    RETRY = "retry"    # the promise's param is not what ran: nothing was changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,8 @@ class Claim:
 class Commit:
     """One finished execution to settle: complete ``promise_id`` with ``state`` and ``value`` if
     the lease under ``counter`` is still held, and acknowledge + delete ``entry_id`` (None: the
-    caller acknowledges it) from ``stream``, the task stream holding it."""
+    caller acknowledges it) from ``stream``, the task stream holding it. Counter 0: run without
+    a lease, with the param data ``ran_with`` (see ``settle.lua``)."""
 
     promise_id: str
     counter: int
@@ -137,6 +142,7 @@ class Commit:
     value: Value
     stream: str
     entry_id: str | None
+    ran_with: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

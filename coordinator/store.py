@@ -31,7 +31,7 @@ from .retention import expire_due, purge_promises
 from .schedules import ScheduleStore
 from .search import SearchPage, search_promises
 from .states import Status
-from .tasks import TaskKind, TaskMessage, invoke_data, invoke_target, parse_invoke_data
+from .tasks import invoke_data, invoke_message, invoke_target, parse_invoke_data
 from .validate import (
     DEFAULT_RETENTION_MS,
     MAX_DATA_BYTES,
@@ -254,7 +254,7 @@ class RedisStore:
         """The invoke task that a promise tagged ``resonate:invoke=target`` queues on creation."""
         group = invoke_target(target)
         func, _, _ = parse_invoke_data(data)
-        return Invoke(group, TaskMessage(TaskKind.INVOKE, promise_id, group, func).encode())
+        return Invoke(group, invoke_message(promise_id, group, func, data))
 
     def invoke(
         self,
@@ -278,10 +278,11 @@ class RedisStore:
         if not func:
             raise ValidationError("function name must not be empty")
         check_group(group)
-        message = TaskMessage(TaskKind.INVOKE, promise_id, group, func).encode()
+        data = invoke_data(func, args, kwargs)
+        message = invoke_message(promise_id, group, func, data.encode())
         all_tags = {**(tags or {}), INVOKE_TAG: f"poll://{group}"}
         status, promise = self.create_ex(
-            promise_id, timeout, ikey=ikey, data=invoke_data(func, args, kwargs), tags=all_tags,
+            promise_id, timeout, ikey=ikey, data=data, tags=all_tags,
             invoke=Invoke(group, message), retention=retention, listener=listener,
         )
         if status is Status.ALREADY_EXISTS:

@@ -12,6 +12,9 @@ A task is a stream entry in ``vow:{T}:q:<group>`` with one field ``m`` holding a
 ``by``    resume only: the promise whose completion queued this task, else ``""``
 ``n``     deliveries this task had before this entry was written (a requeued task carries its
           count forward), ``0`` for a fresh task
+``d``     invoke only, optional: the promise's param data (the call's ``{"func", "args",
+          "kwargs"}``) when it is at most ``MESSAGE_DATA_MAX`` bytes, so a worker can run a plain
+          function's first delivery without reading the promise first (``worker/loop.py``)
 ========  =====================================================================================
 
 Routing tags (``resonate:invoke``) name the group: ``poll://group``, ``poll://any@group`` and
@@ -40,6 +43,7 @@ __all__ = [
     "decode_task",
     "invoke_data",
     "invoke_function",
+    "invoke_message",
     "invoke_target",
     "parse_invoke_data",
 ]
@@ -47,6 +51,8 @@ __all__ = [
 VERSION = 1
 #: bytes a task message may take (well above any real one)
 MAX_MESSAGE_BYTES = 8192
+#: invoke data up to this many bytes travels in the task message too (field ``d``)
+MESSAGE_DATA_MAX = 2048
 
 
 class MalformedTask(VowError):
@@ -66,13 +72,22 @@ class TaskMessage:
     func: str = ""
     by: str = ""
     deliveries: int = 0
+    data: bytes | None = None
 
     def encode(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "v": VERSION, "k": self.kind.value, "id": self.id, "g": self.group,
             "f": self.func, "by": self.by, "n": self.deliveries,
         }
+        if self.data is not None:
+            body["d"] = self.data
         return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def invoke_message(promise_id: str, group: str, func: str, data: bytes | None) -> bytes:
+    """The invoke task of ``promise_id``, carrying its param ``data`` when that is small."""
+    carried = data if data is not None and len(data) <= MESSAGE_DATA_MAX else None
+    return TaskMessage(TaskKind.INVOKE, promise_id, group, func, data=carried).encode()
 
 
 def decode_task(raw: object) -> TaskMessage:
@@ -104,11 +119,14 @@ def decode_task(raw: object) -> TaskMessage:
         raise MalformedTask("field 'n' is not a non-negative integer")
     if not fields["id"]:
         raise MalformedTask("field 'id' is empty")
+    data = body.get("d")
+    if data is not None and (not isinstance(data, bytes) or kind is not TaskKind.INVOKE):
+        raise MalformedTask("field 'd' is not the bytes of an invoke's data")
     try:
         check_group(fields["g"])
     except ValidationError as e:
         raise MalformedTask(str(e)) from e
-    return TaskMessage(kind, fields["id"], fields["g"], fields["f"], fields["by"], deliveries)
+    return TaskMessage(kind, fields["id"], fields["g"], fields["f"], fields["by"], deliveries, data)
 
 
 def invoke_target(tag: str) -> str:

@@ -161,7 +161,9 @@ def test_worker_counts_a_known_mix_exactly(metrics_worker: tuple[ManagedProcess,
 def test_in_flight_leases_reclaimed_and_fenced(redis_url: str) -> None:
     group = "metrics-gauges"
     release = threading.Event()
-    settings = WorkerSettings(concurrency=2, lease_ms=3000, heartbeat_ms=300, reclaim_ms=100, orphan_ms=60_000)
+    # Leases for plain functions too: the gauge of leases held and the usurper need one.
+    settings = WorkerSettings(concurrency=2, lease_ms=3000, heartbeat_ms=300, reclaim_ms=100, orphan_ms=60_000,
+                              lease_plain_calls=True)
     with closing(RedisStore(redis_url)) as store:
         app = Scheduler(store, group, settings=settings, serve=False, metrics_port=0, metrics_host="127.0.0.1")
 

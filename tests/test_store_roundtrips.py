@@ -13,7 +13,7 @@ from redis.connection import AbstractConnection
 
 from vow.coordinator import Callback, RedisStore, State, Value
 from vow.coordinator.executions import Settlement
-from vow.coordinator.lua import Claim, ClaimStatus
+from vow.coordinator.lua import Answer, Claim, ClaimStatus
 from vow.worker.scheduler import Handle, Scheduler
 
 from .conftest import Clock
@@ -160,5 +160,5 @@ def test_a_batch_of_claims_and_a_group_commit_are_one_script_call_each(redis_url
     assert all(store.get(pid).state is State.RESOLVED for pid, _ in tasks)
     assert store.tasks.pending_count("rt-batch") == 0 and store.tasks.stream_length("rt-batch") == 0
     # a resend of the whole batch changes nothing and answers the same
-    assert store.tasks.settle_many(done, group="rt-batch", consumer="c") == [False] * 10  # fenced: lease ended
+    assert store.tasks.settle_many(done, group="rt-batch", consumer="c") == [Answer.FENCED] * 10  # lease ended
     store.close()

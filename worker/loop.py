@@ -35,9 +35,9 @@ from vow.coordinator import keys
 from vow.coordinator.errors import NotConfirmed, StoreConnectionError, ValidationError, VowError
 from vow.coordinator.executions import Delivery, Settlement
 from vow.coordinator.lua import Answer, Claim, ClaimStatus
-from vow.coordinator.records import DurablePromise, State
+from vow.coordinator.records import DurablePromise, State, Value
 from vow.coordinator.store import RedisStore
-from vow.coordinator.tasks import invoke_function
+from vow.coordinator.tasks import TaskKind, invoke_function
 
 from .batching import GroupCommit
 from .codec import encode_error, encode_value
@@ -58,6 +58,7 @@ log = logging.getLogger("vow.worker")
 class _Held:
     delivery: Delivery
     claim: Claim | None = None  # claimed by the reader with the rest of its batch
+    unleased: bool = False  # a plain function's first delivery, run without a claim
     promise_id: str | None = None  # the lease held (claimed, not yet committed or released)
     counter: int | None = None
     state: str = "queued"  # queued -> running -> finished, or queued -> released
@@ -94,7 +95,7 @@ class Worker:
         self._tasks: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         #: group commits of settles, one per batch key (TaskStore.batch_key)
-        self._commits: dict[int, GroupCommit[Settlement, bool]] = {}
+        self._commits: dict[int, GroupCommit[Settlement, Answer]] = {}
         self.started = False
         self.tasks_done = 0
         self.metrics = metrics or NO_METRICS
@@ -269,6 +270,9 @@ class Worker:
         batches: dict[int, list[_Held]] = {}
         for h in held:
             if h.delivery.message is not None and self._refusal(h.delivery) is None:
+                if self._may_run_unleased(h.delivery):
+                    h.unleased = True
+                    continue
                 batches.setdefault(self.tasks.batch_key(h.delivery.message.id), []).append(h)
         for batch in batches.values():
             tasks = [(h.delivery.message.id, h.delivery.message.func) for h in batch if h.delivery.message]
@@ -284,6 +288,16 @@ class Worker:
                 if claim.status is ClaimStatus.OK:
                     h.promise_id, h.counter = promise_id, claim.counter
         return held
+
+    def _may_run_unleased(self, delivery: Delivery) -> bool:
+        """A plain function's first delivery that carries its call: it runs without a claim, and
+        its commit is fenced against any worker that took the task over (``settle.lua``)."""
+        m = delivery.message
+        if (self.settings.lease_plain_calls or m is None or m.kind is not TaskKind.INVOKE or m.data is None
+                or m.deliveries or delivery.deliveries != 1):
+            return False
+        entry = self.registry.get(m.func)
+        return entry is not None and not entry.is_generator
 
     def _submit(self, held: _Held) -> None:
         delivery = held.delivery
@@ -362,6 +376,10 @@ class Worker:
             return f"dead-lettered: {reason}"
         message = delivery.message
         assert message is not None
+        if held.unleased:
+            done = self._run_unleased(held)
+            if done is not None:
+                return done
         claim = (held.claim or self.tasks.claim(
             message.id, group=self.group, consumer=self.consumer, func=message.func, lease_ms=self.settings.lease_ms
         )).checked()
@@ -422,13 +440,56 @@ class Worker:
                     return "suspended", TaskOutcome.SUSPENDED
                 return "lost lease (fenced)", TaskOutcome.FENCED
             state, value = self._final_value(result)
-            if not self._committer(message.id).submit(Settlement(message.id, counter, state, value, delivery)):
+            answer = self._committer(message.id).submit(Settlement(message.id, counter, state, value, delivery))
+            if answer is not Answer.OK:
                 return "lost lease (fenced)", TaskOutcome.FENCED
             if state is State.RESOLVED:
                 return "resolved", TaskOutcome.SUCCEEDED
             return "rejected", TaskOutcome.FAILED
 
-    def _committer(self, promise_id: str) -> GroupCommit[Settlement, bool]:
+    def _run_unleased(self, held: _Held) -> str | None:
+        """Run a plain function's first delivery from the call its task message carries, and
+        commit it fenced by any live lease (``settle.lua``, counter 0). None: the promise's
+        param is not what the message carried; claim and run it the usual way."""
+        message = held.delivery.message
+        assert message is not None and message.data is not None
+        root = DurablePromise(
+            id=message.id, state=State.PENDING, param=Value(data=message.data), value=Value(), timeout=0,
+            idempotency_key_for_create=None, idempotency_key_for_complete=None, tags={}, created_on=0,
+            completed_on=None,
+        )
+        function = function_label(self.registry, message.func) if self.metrics.enabled else ""
+        if self.metrics.enabled:
+            self.metrics.task_started(
+                self.group, function, queue_wait_s(held.delivery.entry_id, self.store.estimated_now()))
+        began, outcome = time.monotonic(), TaskOutcome.RELEASED
+        try:
+            result = Execution(
+                store=self.store, registry=self.registry, group=self.group, dependencies=self.dependencies,
+                root=root, fresh=True, stop=self.stopping, metrics=self.metrics,
+            ).run()
+            if not isinstance(result, (Completed, Errored)):
+                return None  # (a plain function does not suspend; its registration is checked)
+            state, value = self._final_value(result)
+            settlement = Settlement(message.id, 0, state, value, held.delivery, ran_with=message.data)
+            answer = self._committer(message.id).submit(settlement)
+            if answer is Answer.OK:
+                outcome = TaskOutcome.SUCCEEDED if state is State.RESOLVED else TaskOutcome.FAILED
+                return "resolved" if state is State.RESOLVED else "rejected"
+            if answer is Answer.FENCED:
+                outcome = TaskOutcome.FENCED
+                return "taken over by another worker (fenced)"
+            if answer is Answer.DONE:
+                return "already completed (result dropped)"
+            if answer is Answer.GONE:
+                self._dead_letter(held.delivery, f"promise {message.id!r} does not exist")
+                return "dead-lettered (no promise)"
+            log.warning("task %s carried a call its promise does not have; claiming it", message.id)
+            return None
+        finally:
+            self.metrics.task_finished(self.group, function, outcome, time.monotonic() - began)
+
+    def _committer(self, promise_id: str) -> GroupCommit[Settlement, Answer]:
         """The group commit that settles ``promise_id``: executions finishing while a batch is in
         flight are settled together in the next one (``worker/batching.py``)."""
         key = self.tasks.batch_key(promise_id)
@@ -438,7 +499,7 @@ class Worker:
                 commit = self._commits.setdefault(key, GroupCommit(self._settle_batch, limit=self.settings.read_batch))
         return commit
 
-    def _settle_batch(self, batch: Sequence[Settlement]) -> list[bool]:
+    def _settle_batch(self, batch: Sequence[Settlement]) -> list[Answer]:
         return self.tasks.settle_many(batch, group=self.group, consumer=self.consumer)
 
     def _final_value(self, result: Completed | Errored) -> tuple[State, Any]:

@@ -33,6 +33,10 @@ class WorkerSettings:
     #: consumers (of any worker) idle this long and holding no entry are removed from the group
     #: (a dead worker's name; a live one that reads again is added back by Redis)
     consumer_idle_ms: int = 3_600_000
+    #: claim a lease before every plain function too; by default a plain function's first
+    #: delivery runs without one (one round trip less) and its commit is refused while another
+    #: worker holds a live lease on it (it took the task over); the delivery guarantee is the same
+    lease_plain_calls: bool = False
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_deliveries < 1:
