@@ -11,7 +11,9 @@ Threads of one worker:
 The path of a task: the reader reads a batch (``XREADGROUP``) and claims every runnable task of it
 in one script call (one per partition on a cluster); an executor thread runs it; its settle goes
 out in a group commit with the settles of the other threads that finished meanwhile
-(``worker/batching.py``).
+(``worker/commits.py``, ``worker/batching.py``). A plain function's first delivery whose task
+message carries its call is not claimed: it runs at once and its settle is fenced against any
+live lease (``WorkerSettings.lease_plain_calls`` turns that off).
 
 On a graceful stop the worker removes its own consumer wherever it holds no entry.
 
@@ -27,22 +29,20 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vow.coordinator import keys
-from vow.coordinator.errors import NotConfirmed, StoreConnectionError, ValidationError, VowError
+from vow.coordinator.errors import NotConfirmed, StoreConnectionError, VowError
 from vow.coordinator.executions import Delivery, Settlement
 from vow.coordinator.lua import Answer, Claim, ClaimStatus
 from vow.coordinator.records import DurablePromise, State, Value
 from vow.coordinator.store import RedisStore
 from vow.coordinator.tasks import TaskKind, invoke_function
 
-from .batching import GroupCommit
-from .codec import encode_error, encode_value
+from .commits import Commits
 from .consumer import READ_BLOCK_S, Consumer
-from .errors import EncodingError
 from .executor import Abandoned, Completed, Errored, Execution, Missing, Suspended
 from .maintenance import Maintenance
 from .metrics import NO_METRICS, Metrics, TaskOutcome, function_label, queue_wait_s
@@ -95,7 +95,7 @@ class Worker:
         self._tasks: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         #: group commits of settles, one per batch key (TaskStore.batch_key)
-        self._commits: dict[int, GroupCommit[Settlement, Answer]] = {}
+        self.commits = Commits(store, group, self.reader.name, self.settings.read_batch)
         self.started = False
         self.tasks_done = 0
         self.metrics = metrics or NO_METRICS
@@ -439,8 +439,8 @@ class Worker:
                 if answer is Answer.OK:
                     return "suspended", TaskOutcome.SUSPENDED
                 return "lost lease (fenced)", TaskOutcome.FENCED
-            state, value = self._final_value(result)
-            answer = self._committer(message.id).submit(Settlement(message.id, counter, state, value, delivery))
+            state, value = self.commits.final_value(result)
+            answer = self.commits.settle(Settlement(message.id, counter, state, value, delivery))
             if answer is not Answer.OK:
                 return "lost lease (fenced)", TaskOutcome.FENCED
             if state is State.RESOLVED:
@@ -470,9 +470,9 @@ class Worker:
             ).run()
             if not isinstance(result, (Completed, Errored)):
                 return None  # (a plain function does not suspend; its registration is checked)
-            state, value = self._final_value(result)
+            state, value = self.commits.final_value(result)
             settlement = Settlement(message.id, 0, state, value, held.delivery, ran_with=message.data)
-            answer = self._committer(message.id).submit(settlement)
+            answer = self.commits.settle(settlement)
             if answer is Answer.OK:
                 outcome = TaskOutcome.SUCCEEDED if state is State.RESOLVED else TaskOutcome.FAILED
                 return "resolved" if state is State.RESOLVED else "rejected"
@@ -488,32 +488,6 @@ class Worker:
             return None
         finally:
             self.metrics.task_finished(self.group, function, outcome, time.monotonic() - began)
-
-    def _committer(self, promise_id: str) -> GroupCommit[Settlement, Answer]:
-        """The group commit that settles ``promise_id``: executions finishing while a batch is in
-        flight are settled together in the next one (``worker/batching.py``)."""
-        key = self.tasks.batch_key(promise_id)
-        commit = self._commits.get(key)
-        if commit is None:
-            with self._lock:
-                commit = self._commits.setdefault(key, GroupCommit(self._settle_batch, limit=self.settings.read_batch))
-        return commit
-
-    def _settle_batch(self, batch: Sequence[Settlement]) -> list[Answer]:
-        return self.tasks.settle_many(batch, group=self.group, consumer=self.consumer)
-
-    def _final_value(self, result: Completed | Errored) -> tuple[State, Any]:
-        if isinstance(result, Completed):
-            try:
-                value = encode_value(result.value)
-            except EncodingError as e:
-                return State.REJECTED, encode_error(e)
-            limit = self.store.max_data_bytes
-            if value.data is not None and len(value.data) > limit:
-                too_big = ValidationError(f"the function returned {len(value.data)} bytes; the limit is {limit}")
-                return State.REJECTED, encode_error(too_big)
-            return State.RESOLVED, value
-        return State.REJECTED, encode_error(result.error)
 
     def _requeue(self, delivery: Delivery, message: bytes) -> None:
         self.tasks.requeue(self.group, self.consumer, delivery, message)
