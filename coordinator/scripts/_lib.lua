@@ -93,8 +93,9 @@ end
 
 -- A completed promise expires its retention (field rn, ms; absent = kept for ever) after its
 -- completion: the expiry pass (expire.lua) removes it then.
-local function expire_later(K, id, completed_on)
-  local rn = tonumber(redis.call('HGET', K.p, 'rn'))
+local function expire_later(K, id, completed_on, rn)
+  if rn == nil then rn = redis.call('HGET', K.p, 'rn') end
+  rn = tonumber(rn)
   if rn and completed_on then redis.call('ZADD', derive(K.p, 'expiry'), ms(completed_on + rn), id) end
 end
 
@@ -103,10 +104,10 @@ end
 local function leave_pending(K, id, state)
   redis.call('ZREM', K.timeouts, id)
   redis.call('ZREM', K.pending, id)
-  local f = redis.call('HMGET', K.p, 'co', 'cd')  -- (a script cannot roll back: never fail here)
+  local f = redis.call('HMGET', K.p, 'co', 'cd', 'rn')  -- (a script cannot roll back: never fail here)
   local created = tonumber(f[1])
   if created then redis.call('ZADD', family_key(K, state), ms(created), id) end
-  expire_later(K, id, tonumber(f[2]))
+  expire_later(K, id, tonumber(f[2]), f[3] or '')
   fire(K, id)
 end
 

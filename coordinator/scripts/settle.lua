@@ -46,20 +46,22 @@ local function settle(base, a, rid)
   local K = promise_keys(base + 1)
   local X, LEASES = KEYS[base + 9], KEYS[base + 10]
   local id = ARGV[a + 4]
+  local pending
   if ARGV[a + 5] == '0' then
     local refused = unleased(K, X, id, rid, ARGV[a + 11])
     if refused == 'done' and ARGV[a + 10] ~= '' then ack_entry(KEYS[base + 11], group, ARGV[a + 10]) end
     if refused then return refused end
+    pending = true  -- (unleased() found it so)
   elseif not holds(X, ARGV[a + 5]) then
     if redis.call('HGET', K.p, 'rqv') == rid then return 'ok' end
     return 'fenced'
+  else
+    pending = redis.call('EXISTS', K.p) == 1 and not timeout_if_due(K, id, now)
+      and redis.call('HGET', K.p, 'state') == 'PENDING'
   end
-  if redis.call('EXISTS', K.p) == 1 then
-    timeout_if_due(K, id, now)
-    if redis.call('HGET', K.p, 'state') == 'PENDING' then
-      write_value(K, ARGV[a + 6], now, ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], '', rid)
-      leave_pending(K, id, ARGV[a + 6])
-    end
+  if pending then
+    write_value(K, ARGV[a + 6], now, ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], '', rid)
+    leave_pending(K, id, ARGV[a + 6])
   end
   redis.call('DEL', X)
   redis.call('ZREM', LEASES, id)
