@@ -97,8 +97,11 @@ def tag(partition: int) -> str:
     return "{" + _TAGS[partition] + "}"
 
 
+_BASES: tuple[str, ...] = tuple(f"{PREFIX}:{{{t}}}:" for t in _TAGS)
+
+
 def _base(partition: int) -> str:
-    return f"{PREFIX}:{tag(partition)}:"
+    return _BASES[partition]
 
 
 def derive(key: str, suffix: str) -> str:
@@ -192,10 +195,10 @@ class PromiseKeys:
 
     @classmethod
     def of(cls, promise_id: str) -> PromiseKeys:
-        p = partition_of(promise_id)
+        base = _BASES[partition_of(promise_id)]  # (the hot path: one partition and base per call)
         return cls(
-            promise(promise_id), callbacks(promise_id), subscriptions(promise_id), timeouts(p),
-            index(p), index(p, "pending"), index(p, "resolved"), index(p, "rejected"),
+            f"{base}p:{promise_id}", f"{base}cb:{promise_id}", f"{base}sub:{promise_id}", f"{base}timeouts",
+            f"{base}idx:all", f"{base}idx:pending", f"{base}idx:resolved", f"{base}idx:rejected",
         )
 
     def as_list(self) -> list[str]:

@@ -89,3 +89,13 @@ def test_partitions_are_stable_and_all_used() -> None:
 def test_unknown_index_family() -> None:
     with pytest.raises(ValueError):
         keys.index(0, "done")
+
+
+@pytest.mark.parametrize("promise_id", ["p", "workflow-alice@example.com.1", "ünïcode-✓", "a" * 300])
+def test_promise_keys_are_the_keys_each_function_names(promise_id: str) -> None:
+    p = keys.partition_of(promise_id)
+    assert keys.PromiseKeys.of(promise_id).as_list() == [
+        keys.promise(promise_id), keys.callbacks(promise_id), keys.subscriptions(promise_id), keys.timeouts(p),
+        keys.index(p), keys.index(p, "pending"), keys.index(p, "resolved"), keys.index(p, "rejected"),
+    ]
+    assert keys.promise(promise_id) == f"vow:{keys.tag(p)}:p:{promise_id}"

@@ -3,6 +3,8 @@ server (``INFO commandstats``: one EVALSHA, no EVAL, no SCRIPT LOAD, no other co
 
 from __future__ import annotations
 
+import gc
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -161,4 +163,25 @@ def test_a_batch_of_claims_and_a_group_commit_are_one_script_call_each(redis_url
     assert store.tasks.pending_count("rt-batch") == 0 and store.tasks.stream_length("rt-batch") == 0
     # a resend of the whole batch changes nothing and answers the same
     assert store.tasks.settle_many(done, group="rt-batch", consumer="c") == [Answer.FENCED] * 10  # lease ended
+    store.close()
+
+
+def test_each_thread_calls_scripts_on_a_connection_it_holds_and_gives_back(redis_url: str) -> None:
+    """No pool checkout per call; a thread's connection returns to the pool when the thread ends,
+    so threads that come and go do not pile up connections."""
+    store = RedisStore(redis_url)
+    pool = store.client.connection_pool
+    store.create("warm", store.now() + 60_000)
+
+    def work(n: int) -> None:
+        for i in range(3):
+            store.create(f"t-{n}-{i}", store.now() + 60_000)
+
+    for n in range(40):
+        thread = threading.Thread(target=work, args=(n,))
+        thread.start()
+        thread.join(10)
+    gc.collect()
+    assert len(pool._in_use_connections) <= 2, pool._in_use_connections  # this thread's (and none left behind)
+    assert len(pool._available_connections) + len(pool._in_use_connections) <= 4
     store.close()
