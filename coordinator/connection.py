@@ -59,8 +59,10 @@ def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.25, base=0.02), COMMAND_RETRIES)
 
 
-def connect(url: str, *, socket_timeout: float | None = SOCKET_TIMEOUT_S) -> Any:
-    """A client for ``url``: ``Redis`` for a standalone server, ``RedisCluster`` for a cluster."""
+def connect(url: str, *, socket_timeout: float | None = SOCKET_TIMEOUT_S, single: bool = False) -> Any:
+    """A client for ``url``: ``Redis`` for a standalone server, ``RedisCluster`` for a cluster.
+    ``single``: a standalone client sends every command on one connection it holds (for a
+    reading thread: no pool checkout per read, and ``CLIENT ID`` names the connection it reads on)."""
     options: dict[str, Any] = {
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "socket_timeout": socket_timeout,
@@ -68,7 +70,7 @@ def connect(url: str, *, socket_timeout: float | None = SOCKET_TIMEOUT_S) -> Any
         "health_check_interval": 30,
     }
     with translate_errors(url):
-        client = redis.Redis.from_url(url, **options)
+        client = redis.Redis.from_url(url, single_connection_client=single, **options)
         if url.startswith("unix://"):
             return client
         try:

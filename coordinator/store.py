@@ -141,7 +141,7 @@ class RedisStore:
         on an injected client has no URL to connect to: it answers with that client."""
         if self._injected:
             return self.client
-        return connect(self.url, socket_timeout=socket_timeout)
+        return connect(self.url, socket_timeout=socket_timeout, single=True)
 
     def connection_id(self, connection: Any) -> int | None:
         """``CLIENT ID`` of a standalone dedicated connection (None on a cluster or an injected
