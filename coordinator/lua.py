@@ -126,10 +126,10 @@ class Scripts:
         full = [now, request_id(), *args]
         with translate_errors(self._url, key_list[0], change=name != "get"):
             if self._durability is None:
-                return self._scripts[name](keys=list(key_list), args=full, client=self._thread_client())
+                return self._scripts[name](keys=list(key_list), args=full, client=self.thread_client())
             return self._call_durably(name, list(key_list), full, self._durability)
 
-    def _thread_client(self) -> Any:
+    def thread_client(self) -> Any:
         """This thread's client holding one connection of the pool (the shared client where
         that does not apply: a cluster, an injected client)."""
         if not self._per_thread:

@@ -87,7 +87,7 @@ def wait_for(
                 store.client.hdel(keys.subscriptions(promise_id), listener)
             raise TimeoutError(f"promise {promise_id!r} still pending after {timeout}s")
         with translate_errors(store.url, inbox):
-            notified = store.client.blpop([inbox], timeout=max(left, 0.01))
+            notified = store.scripts.thread_client().blpop([inbox], timeout=max(left, 0.01))
         if notified:
             promise = parse_notification(promise_id, notified[1]) or store.get(promise_id)
         else:
