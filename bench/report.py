@@ -177,17 +177,18 @@ def print_vow(results: dict[str, Any]) -> None:
         print(f"  3-step local workflows/s          {wf}   Resonate: FAILED {res['reason'] if res else 'not run'}")
     for size in ("small", "large"):
         h = x[f"hitl_{size}"]
-        print(f"  HITL resume, {x[f'hitl_{size}_n']:>7,} suspended   resolve -> next step runs p50 {h['step_p50_ms']:.2f} ms,"
-              f" p99 {h['step_p99_ms']:.2f} ms;  -> Handle.result() p50 {h['result_p50_ms']:.2f}, "
-              f"p99 {h['result_p99_ms']:.2f} ms")
+        print(f"  HITL resume, {x[f'hitl_{size}_n']:>7,} suspended   resolve -> next step runs "
+              f"p50 {h['step_p50_ms']:.2f} ms, p99 {h['step_p99_ms']:.2f} ms;  "
+              f"-> Handle.result() p50 {h['result_p50_ms']:.2f}, p99 {h['result_p99_ms']:.2f} ms")
     print(f"  Redis memory                      {x['memory_per_suspended_seed_workflow_bytes']:,.0f} B per suspended "
           f"seed workflow; {x['memory_per_recorded_step_bytes']:,.0f} B per recorded step; "
           f"{x['memory_per_completed_call_bytes']:,.0f} B per completed call")
     print(f"  worker CPU, {x['suspended_total']:,} suspended   {x['worker_cpu_percent_while_suspended']:.2f} % of one "
           f"core (both workers, {x['worker_cpu_window_s']:.1f} s)")
+    detail = x["round_trips_per_call_detail"]
     print(f"  round trips per remote call       {x['round_trips_per_call']:.2f} sent by all processes "
-          f"({x['script_calls_sent_per_call']:.2f} script calls); client: {x['round_trips_per_call_detail']['client']}; "
-          f"workers: {x['round_trips_per_call_detail']['worker']}")
+          f"({x['script_calls_sent_per_call']:.2f} script calls); client: {detail['client']}; "
+          f"workers: {detail['worker']}")
     print(f"  round trips per 3-step workflow   {x['round_trips_per_3step_workflow']:.2f}; per local step "
           f"{x['round_trips_per_local_step']:.2f} (amortised: (workflow - call) / 3); sequential call + result "
           f"{x['round_trips_per_sequential_call_with_result']:.2f}")

@@ -66,6 +66,9 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
 def run(name: str, settings: Settings) -> list[SystemResult]:
     result = SystemResult(name)
     rows = [result]
+    # the peer modules read these at import, here (the producer) as in their workers
+    os.environ.update(BENCH_REDIS_URL=settings.url_db(0), BENCH_RESULT_URL=settings.url_db(1),
+                      BENCH_CONCURRENCY=str(settings.concurrency))
     try:
         system = load(name)(settings)
     except ImportError as e:

@@ -164,10 +164,12 @@ class AsyncSystem(System):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.loop = asyncio.new_event_loop()
+        # one Runner: one event loop and one contextvars context for every call (streaq's
+        # context manager must be left in the context it was entered in)
+        self.runner = asyncio.Runner()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
+        return self.runner.run(coro)
 
     def open(self) -> None:
         self.run(self.aopen())
@@ -176,7 +178,7 @@ class AsyncSystem(System):
         try:
             self.run(self.aclose())
         finally:
-            self.loop.close()
+            self.runner.close()
 
     def enqueue(self, n: int, tag: str) -> None:
         self.run(self.aenqueue(n, tag))

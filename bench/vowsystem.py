@@ -119,7 +119,7 @@ class VowSystem(System):
     def enqueue(self, n: int, tag: str) -> None:
         self.expected = self.probe.completed() + n * self.units
         if self.batched:
-            self.app.rpc_many("noop", [(self.pid(tag, i), ()) for i in range(n)])  # type: ignore[attr-defined]
+            self.app.rpc_many("noop", [(self.pid(tag, i), ()) for i in range(n)])
             return
         start = self.start
         for i in range(n):
@@ -155,13 +155,13 @@ class _Kind:
         self.system.start, self.system.units, self.system.batched = self.saved
 
 
-def server_delta(system: VowSystem, run: Callable[[], None]) -> ServerDelta:
+def server_delta(system: VowSystem, run: Callable[[], object]) -> ServerDelta:
     before = snapshot(system.probe_client)
     run()
     return delta(before, snapshot(system.probe_client))
 
 
-def trace(system: VowSystem, units: int, run: Callable[[], None]) -> Trace:
+def trace(system: VowSystem, units: int, run: Callable[[], object]) -> Trace:
     """Run with MONITOR: every command sent, attributed to client / workers, per unit."""
     with Monitor(system.settings.url) as mon:
         names = {c["addr"]: c.get("name", "") for c in system.probe_client.client_list()}
@@ -197,7 +197,12 @@ def round_trips(system: VowSystem, result: SystemResult) -> None:
     calls = trace(system, n, lambda: system.batch(n, "trcall"))
     with system.kind(system.start_workflow, 4):
         flows = trace(system, n, lambda: system.batch(n, "trwf"))
-    seq = trace(system, n // 4, lambda: [system.call(i, "trseq") for i in range(n // 4)] and None)
+
+    def sequential() -> None:
+        for i in range(n // 4):
+            system.call(i, "trseq")
+
+    seq = trace(system, n // 4, sequential)
     result.extra["round_trips_per_call"] = calls.round_trips()
     result.extra["round_trips_per_call_detail"] = {r: calls.detail(r) for r in ("client", "worker", "other")}
     result.extra["script_calls_sent_per_call"] = calls.script_calls()
@@ -271,15 +276,19 @@ def suspended_figures(system: VowSystem, result: SystemResult, worker_pids: list
     s = system.settings
     small, large = (100, 1000) if s.quick else (1000, 100_000)
     probes = 30 if s.quick else 200
-    system.probe_client.execute_command("MEMORY", "PURGE")
+    system.probe_client.memory_purge()
     before = snapshot(system.probe_client)
     start_suspended(system, small, "susp-a")
     mid = snapshot(system.probe_client)
     result.extra["hitl_small_n"] = small
     result.extra["hitl_small"] = hitl(system, probes, "hitl-a")
-    start_suspended(system, large - small - probes, "susp-b")
+    more = large - small
+    system.probe_client.memory_purge()
+    start = snapshot(system.probe_client)
+    start_suspended(system, more, "susp-b")
     after = snapshot(system.probe_client)
-    result.extra["memory_per_suspended_seed_workflow_bytes"] = (after.used_memory - before.used_memory) / (large - probes)
+    # the probes of hitl() completed: only the suspended workflows are in these deltas
+    result.extra["memory_per_suspended_seed_workflow_bytes"] = (after.used_memory - start.used_memory) / more
     result.extra["memory_per_suspended_seed_workflow_small_bytes"] = (mid.used_memory - before.used_memory) / small
     seconds = 1.0 if s.quick else 3.0
     meter = CpuMeter({"workers": descendants(worker_pids)})
@@ -299,7 +308,8 @@ def vow_extras(system: VowSystem, result: SystemResult, rows: list[SystemResult]
 
     def before(names: list[str]) -> None:
         if system.settings.py_spy is not None:
-            targets = [(f"vow-worker-{i + 1}", pid) for i, pid in enumerate(worker_pids())] + [("vow-client", os.getpid())]
+            targets = [(f"vow-worker-{i + 1}", pid) for i, pid in enumerate(worker_pids())]
+            targets.append(("vow-client", os.getpid()))
             profiler.append(Profiler(system.settings.py_spy, targets, system.settings.py_spy_rate))
 
     def after(names: list[str]) -> None:
