@@ -133,7 +133,8 @@ def print_report(results: dict[str, Any]) -> None:
     print(f"protocol: {s['workers']} worker processes per system, {s['jobs']:,} no-op jobs enqueued one by one from "
           f"one producer (first enqueue -> last completion); {s['calls']} sequential calls per latency run; "
           f"median of {s['runs']} run(s) (min-max)\n")
-    head = f"{'system':<14} {'version':<9} {'no-op jobs/s':<24} {'seq p50 ms':<20} {'seq p99 ms':<20} {'other CPU':>9}"
+    head = (f"{'system':<14} {'version':<13} {'no-op jobs/s':<24} {'enqueue alone/s':<16} {'seq p50 ms':<24} "
+            f"{'seq p99 ms':<24} {'other CPU':>9}")
     print(head)
     print("-" * len(head))
     warned = []
@@ -141,14 +142,16 @@ def print_report(results: dict[str, Any]) -> None:
         if row["name"] == "resonate":
             continue
         if row["status"] != "ok":
-            print(f"{row['name']:<14} {row['version']:<9} FAILED: {row['reason']}")
+            print(f"{row['name']:<14} {row['version']:<13} FAILED: {row['reason']}")
             continue
         others = _others(row)
         if others is not None and others > OTHER_CPU_WARN_PERCENT:
             warned.append(row["name"])
         shown = "-" if others is None else f"{others:.0f} %"
-        print(f"{row['name']:<14} {row['version']:<9} {_range(_fig(row, 'jobs_per_s'), ',.0f'):<24} "
-              f"{_range(_fig(row, 'latency_p50_ms'), '.2f'):<20} {_range(_fig(row, 'latency_p99_ms'), '.2f'):<20} "
+        enq = _fig(row, "enqueue_per_s")
+        print(f"{row['name']:<14} {row['version']:<13} {_range(_fig(row, 'jobs_per_s'), ',.0f'):<24} "
+              f"{'-' if enq is None else format(enq['median'], ',.0f'):<16} "
+              f"{_range(_fig(row, 'latency_p50_ms'), '.2f'):<24} {_range(_fig(row, 'latency_p99_ms'), '.2f'):<24} "
               f"{shown:>9}")
     print("(other CPU: the most the machine's other processes used of all its CPUs during any run of that row)")
     for row in results["systems"]:
@@ -189,12 +192,20 @@ def print_vow(results: dict[str, Any]) -> None:
     print(f"  round trips per remote call       {x['round_trips_per_call']:.2f} sent by all processes "
           f"({x['script_calls_sent_per_call']:.2f} script calls); client: {detail['client']}; "
           f"workers: {detail['worker']}")
+    if "background_round_trips_per_call" in x:
+        print(f"    of which by the clock           {x['background_round_trips_per_call']:.2f} per call: what the "
+              f"workers sent in an idle window as long ({x['background_detail']['worker'] or 'nothing'})")
     print(f"  round trips per 3-step workflow   {x['round_trips_per_3step_workflow']:.2f}; per local step "
           f"{x['round_trips_per_local_step']:.2f} (amortised: (workflow - call) / 3); sequential call + result "
           f"{x['round_trips_per_sequential_call_with_result']:.2f}")
     print(f"  commands executed (INFO)          {x['commands_executed_per_call']:.2f} per call "
           f"({x['script_calls_per_call']:.2f} script calls), {x['commands_executed_per_3step_workflow']:.2f} per "
           f"3-step workflow ({x['script_calls_per_3step_workflow']:.2f} script calls)")
+    for unit in ("call", "3step_workflow"):
+        cpu = x.get(f"cpu_us_per_{unit}")
+        if cpu:
+            print(f"  CPU per {unit.replace('3step_', '3-step '):<24}  "
+                  + ", ".join(f"{role} {us:,.0f} µs" for role, us in cpu.items()))
     spy = x.get("py_spy")
     if spy:
         print("\npy-spy (--gil: Python CPU), top self time:")

@@ -229,14 +229,18 @@ def ours(settings: Settings) -> list[int]:
     return descendants([settings.root_pid])
 
 
-def throughput(system: System, runs: int, jobs: int, tag: str) -> Figure:
+def throughput(system: System, runs: int, jobs: int, tag: str, enqueued: Figure | None = None) -> Figure:
+    """Jobs per second over ``runs`` batches; the producer's enqueue rate alone into ``enqueued``."""
     fig = Figure([])
     for r in range(runs):
         meter = CpuMeter({"ours": ours(system.settings)})
-        _, total = system.batch(jobs, f"{tag}{r}")
+        enqueue, total = system.batch(jobs, f"{tag}{r}")
         reading = meter.stop()
         fig.values.append(jobs / total)
         fig.others_percent.append(reading.others_percent)
+        if enqueued is not None:
+            enqueued.values.append(jobs / enqueue)
+            enqueued.others_percent.append(reading.others_percent)
     return fig
 
 
@@ -273,7 +277,8 @@ def measure(system: System, children: Children, result: SystemResult, *, before:
             system.call(i, "warmseq")
         if before is not None:
             before(names)
-        result.figures["jobs_per_s"] = throughput(system, s.runs, s.jobs, "tp")
+        result.figures["enqueue_per_s"] = Figure([])
+        result.figures["jobs_per_s"] = throughput(system, s.runs, s.jobs, "tp", result.figures["enqueue_per_s"])
         result.figures["latency_p50_ms"], result.figures["latency_p99_ms"] = latency(system, s.runs, s.calls, "seq")
         if after is not None:
             after(names)

@@ -23,9 +23,9 @@ import redis
 
 from vow import NotFound, RedisStore, Scheduler
 
-from .procs import CpuMeter, descendants
+from .procs import CpuMeter, CpuReading, descendants
 from .profile import Profiler
-from .redisstats import Monitor, ServerDelta, Trace, attribute, delta, named_url, percentile, snapshot
+from .redisstats import Monitor, ServerDelta, ServerSnapshot, Trace, attribute, delta, named_url, percentile, snapshot
 from .system import Settings, System, SystemResult, throughput, wait_for
 
 __all__ = ["VowSystem", "vow_extras"]
@@ -155,10 +155,33 @@ class _Kind:
         self.system.start, self.system.units, self.system.batched = self.saved
 
 
+def settled(system: VowSystem) -> ServerSnapshot:
+    """A snapshot once nothing is queued or in flight, after ``MEMORY PURGE`` (the allocator's
+    free pages returned), so memory deltas hold only what the measured executions keep."""
+    wait_for(system.quiet, timeout=60, what="group not quiet", check=system.check_workers)
+    system.probe_client.memory_purge()
+    return snapshot(system.probe_client)
+
+
 def server_delta(system: VowSystem, run: Callable[[], object]) -> ServerDelta:
-    before = snapshot(system.probe_client)
+    before = settled(system)
     run()
-    return delta(before, snapshot(system.probe_client))
+    return delta(before, settled(system))
+
+
+def measured(system: VowSystem, worker_pids: list[int], run: Callable[[], object]) -> tuple[ServerDelta, CpuReading]:
+    """``server_delta`` and the CPU time of the producer, the workers and the server meanwhile."""
+    server = int(system.probe_client.info("server")["process_id"])
+    before = settled(system)
+    meter = CpuMeter({"client": [os.getpid()], "workers": descendants(worker_pids), "redis": [server]})
+    run()
+    reading = meter.stop()
+    return delta(before, settled(system)), reading
+
+
+def cpu_per_unit(reading: CpuReading, n: int) -> dict[str, float]:
+    """Microseconds of CPU per unit, by process role."""
+    return {role: seconds / n * 1e6 for role, seconds in reading.roles.items()}
 
 
 def trace(system: VowSystem, units: int, run: Callable[[], object]) -> Trace:
@@ -173,16 +196,18 @@ def trace(system: VowSystem, units: int, run: Callable[[], object]) -> Trace:
     return attribute(mon.entries, names, units)
 
 
-def workflows(system: VowSystem, result: SystemResult) -> None:
+def workflows(system: VowSystem, result: SystemResult, worker_pids: list[int]) -> None:
     s = system.settings
     n = max(50, s.jobs // 2 if not s.quick else s.jobs)
     with system.kind(system.start_workflow, 4):
         system.batch(min(100, n), "wfwarm")
         result.figures["workflows_per_s"] = throughput(system, s.runs, n, "wf")
-        d3 = server_delta(system, lambda: system.batch(n, "wfmem"))
+        d3, cpu3 = measured(system, worker_pids, lambda: system.batch(n, "wfmem"))
     with system.kind(system.start_no_steps, 1):
         d0 = server_delta(system, lambda: system.batch(n, "wf0mem"))
-    calls = server_delta(system, lambda: system.batch(n, "callmem"))
+    calls, cpu1 = measured(system, worker_pids, lambda: system.batch(n, "callmem"))
+    result.extra["cpu_us_per_call"] = cpu_per_unit(cpu1, n)
+    result.extra["cpu_us_per_3step_workflow"] = cpu_per_unit(cpu3, n)
     result.extra["memory_per_recorded_step_bytes"] = (d3.memory - d0.memory) / (3 * n)
     result.extra["memory_per_completed_call_bytes"] = calls.memory / n
     result.extra["memory_per_completed_3step_workflow_bytes"] = d3.memory / n
@@ -192,11 +217,22 @@ def workflows(system: VowSystem, result: SystemResult) -> None:
     result.extra["script_calls_per_3step_workflow"] = d3.script_calls / n
 
 
+def timed_trace(system: VowSystem, units: int, run: Callable[[], object]) -> tuple[Trace, Trace]:
+    """The trace of ``run``, and of an idle window as long: what the workers send by the clock
+    (polls, sweeps), whatever the load, attributed to the same number of units."""
+    t0 = time.perf_counter()
+    busy = trace(system, units, run)
+    seconds = time.perf_counter() - t0
+    # a measurement window, not synchronisation: the background traffic of that long
+    idle = trace(system, units, lambda: time.sleep(seconds))
+    return busy, idle
+
+
 def round_trips(system: VowSystem, result: SystemResult) -> None:
-    n = 50 if system.settings.quick else 200
-    calls = trace(system, n, lambda: system.batch(n, "trcall"))
+    n = 100 if system.settings.quick else 1000
+    calls, idle_calls = timed_trace(system, n, lambda: system.batch(n, "trcall"))
     with system.kind(system.start_workflow, 4):
-        flows = trace(system, n, lambda: system.batch(n, "trwf"))
+        flows, idle_flows = timed_trace(system, n, lambda: system.batch(n, "trwf"))
 
     def sequential() -> None:
         for i in range(n // 4):
@@ -210,6 +246,9 @@ def round_trips(system: VowSystem, result: SystemResult) -> None:
     result.extra["round_trips_per_3step_workflow"] = flows.round_trips()
     result.extra["round_trips_per_3step_workflow_detail"] = {r: flows.detail(r) for r in ("client", "worker", "other")}
     result.extra["round_trips_per_local_step"] = (flows.round_trips() - calls.round_trips()) / 3
+    result.extra["background_round_trips_per_call"] = idle_calls.round_trips()
+    result.extra["background_round_trips_per_3step_workflow"] = idle_flows.round_trips()
+    result.extra["background_detail"] = {r: idle_calls.detail(r) for r in ("worker", "other")}
     result.extra["commands_inside_scripts_per_call"] = calls.inner / n
 
 
@@ -276,17 +315,15 @@ def suspended_figures(system: VowSystem, result: SystemResult, worker_pids: list
     s = system.settings
     small, large = (100, 1000) if s.quick else (1000, 100_000)
     probes = 30 if s.quick else 200
-    system.probe_client.memory_purge()
-    before = snapshot(system.probe_client)
+    before = settled(system)
     start_suspended(system, small, "susp-a")
-    mid = snapshot(system.probe_client)
+    mid = settled(system)
     result.extra["hitl_small_n"] = small
     result.extra["hitl_small"] = hitl(system, probes, "hitl-a")
     more = large - small
-    system.probe_client.memory_purge()
-    start = snapshot(system.probe_client)
+    start = settled(system)
     start_suspended(system, more, "susp-b")
-    after = snapshot(system.probe_client)
+    after = settled(system)
     # the probes of hitl() completed: only the suspended workflows are in these deltas
     result.extra["memory_per_suspended_seed_workflow_bytes"] = (after.used_memory - start.used_memory) / more
     result.extra["memory_per_suspended_seed_workflow_small_bytes"] = (mid.used_memory - before.used_memory) / small
@@ -313,7 +350,7 @@ def vow_extras(system: VowSystem, result: SystemResult, rows: list[SystemResult]
             profiler.append(Profiler(system.settings.py_spy, targets, system.settings.py_spy_rate))
 
     def after(names: list[str]) -> None:
-        workflows(system, result)
+        workflows(system, result, worker_pids())
         if profiler:
             result.extra["py_spy"] = profiler[0].stop()
         round_trips(system, result)
