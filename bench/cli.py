@@ -95,7 +95,7 @@ class Bench:
         self.server = ServerProcess(binary=server_binary(), persistence=self.args.aof != "off", extra_args=extra)
         self.server.start()
         assert self.server.process is not None
-        self.children.watch(self.server.process.pid)
+        self.children.watch(self.server.process.pid, self.server.directory)
         self.client = redis.Redis.from_url(self.server.url + "?client_name=bench-probe")
 
     def settings(self) -> Settings:

@@ -30,10 +30,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 STOP_GRACE_S = 10.0
 _PR_SET_PDEATHSIG = 1
 #: run by a child process: once the benchmark (pid argv[1]) is gone, SIGTERM every process group
-#: listed in the file argv[2] and the server (pid argv[3]), SIGKILL what is left 5 s later
+#: listed in the file argv[2] and the server (pid argv[3]), SIGKILL what is left 5 s later, then
+#: remove the directories argv[4:] (logs, the server's)
 WATCHDOG = """
-import os, signal, sys, time
-parent, listing, server = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+import os, shutil, signal, sys, time
+parent, listing, server, dirs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 while os.getppid() == parent:
@@ -55,6 +56,8 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
     except OSError:
         pass
     time.sleep(5)
+for path in dirs:
+    shutil.rmtree(path, ignore_errors=True)
 """
 
 
@@ -203,9 +206,11 @@ class Children:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.watchdog: subprocess.Popen[bytes] | None = None
 
-    def watch(self, server_pid: int) -> None:
-        """Start the watchdog: it stops every listed process group and the server if we die."""
-        cmd = [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(self.listing), str(server_pid)]
+    def watch(self, server_pid: int, *dirs: Path) -> None:
+        """Start the watchdog: it stops every listed process group and the server if we die, and
+        removes ``dirs`` and the log directory."""
+        cmd = [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(self.listing), str(server_pid),
+               str(self.logdir), *map(str, dirs)]
         self.watchdog = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def spawn(self, name: str, cmd: Sequence[str], *, cwd: Path | None = None,

@@ -99,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     settings = settings_from_json(settings_json)
     log(f"{name}: measuring (pid {os.getpid()})")
-    rows = run(name, settings)
+    try:
+        rows = run(name, settings)
+    except KeyboardInterrupt:  # stopped by the benchmark: its processes are stopped already
+        log(f"{name}: interrupted")
+        return 130
     Path(out).write_text(json.dumps([r.as_json() for r in rows], indent=1))
     return 0
 
