@@ -41,8 +41,13 @@ soak: $(STAMP)
 screenshots: $(STAMP)
 	VOW_SCREENSHOTS=docs/ $(BIN)/python -m pytest -q tests/test_console_browser.py::test_the_seed_story_in_the_browser
 
+# Vow and its peers on one embedded server (bench/README.md), then the same with AOF everysec, then
+# what replicas=N / local_fsync cost. The peers are the bench extra; redis-py stays at the version
+# Vow was installed with (pinned on the command line, so no peer can move it).
 bench: $(STAMP)
-	$(BIN)/python bench/quick.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]' "redis==$$($(BIN)/python -c 'import redis; print(redis.__version__)')"
+	$(BIN)/python -m bench --json bench-results/latest.json
+	$(BIN)/python -m bench --aof everysec --json bench-results/aof-everysec.json
 	$(BIN)/python bench/durability.py
 
 clean:

@@ -8,6 +8,7 @@ script call each) with no wait, with ``WAIT 1`` (``replicas=1``), and with ``WAI
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -66,6 +67,7 @@ def main() -> None:
     finally:
         replica.stop()
         primary.stop()
+        shutil.rmtree(root, ignore_errors=True)  # the servers' directories are ours, not theirs
 
 
 if __name__ == "__main__":
