@@ -26,7 +26,7 @@ Per partition and logic group (tasks; consumed by worker/)::
     vow:{T}:groups          set     logic groups that ever had a task in this partition
     vow:{T}:x:<root>        hash    execution record of a root (lease owner, fencing counter)
     vow:{T}:leases          zset    root id -> lease end (epoch ms); the orphan sweep's index
-    vow:{T}:inbox:<id>      list    a listener's notifications (promise ids), short TTL
+    vow:{T}:inbox:<id>      list    a listener's notifications (completed records), 10 s TTL
 
 Scripts receive the keys they address in KEYS. The only keys a script names itself are derived
 from a KEYS entry by ``derive()`` in ``scripts/_lib.lua``: the entry's partition base

@@ -14,6 +14,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from vow.coordinator import Callback, RedisStore, State, Value
+from vow.coordinator import notes as notes_module
 from vow.coordinator.executions import Settlement
 from vow.coordinator.lua import Answer, Claim, ClaimStatus
 from vow.worker.scheduler import Handle, Scheduler
@@ -184,4 +185,17 @@ def test_each_thread_calls_scripts_on_a_connection_it_holds_and_gives_back(redis
     gc.collect()
     assert len(pool._in_use_connections) <= 2, pool._in_use_connections  # this thread's (and none left behind)
     assert len(pool._available_connections) + len(pool._in_use_connections) <= 4
+    store.close()
+
+
+def test_a_result_read_after_its_notification_expired_still_returns(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notes_module, "WAIT_RECHECK_S", 0.05)
+    store = RedisStore(redis_url)
+    handle = Scheduler(store, "rt-late", serve=False).rpc("late", "f")
+    store.resolve("late", data=b'"on time"')
+    for inbox in store.client.keys("*inbox*"):
+        store.client.delete(inbox)  # as its TTL would
+    assert handle.result(timeout=5) == "on time"
     store.close()

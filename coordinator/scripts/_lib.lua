@@ -16,7 +16,10 @@
 -- partition: a callback's task stream, a subscription's inbox, the sweeps' per-id keys, and the
 -- partition's expiry index (vow:{T}:expiry: completed promise id -> when it expires, epoch ms).
 
-local INBOX_TTL_MS = 600000
+-- An unread notification is kept this long: a waiter blocked on its inbox pops it at once, and
+-- one that comes later subscribes anew (answered at once: the promise is completed), so this
+-- bounds only memory (a fire-and-forget rpc's notification) and costs no correctness.
+local INBOX_TTL_MS = 10000
 -- A notification carries the completed record when its fields take at most this many bytes
 -- (else only the id: the listener reads the record itself).
 local NOTE_MAX_BYTES = 65536
