@@ -72,9 +72,11 @@ class Maintenance:
         by_partition: dict[int, list[str]] = {}
         for h in w.held_now():
             by_partition.setdefault(h.delivery.partition, []).append(h.delivery.entry_id)
-            if h.promise_id is not None and h.counter is not None:
-                if not w.tasks.heartbeat(h.promise_id, h.counter, lease_ms=w.settings.lease_ms):
-                    log.warning("lease of %s lost; its result will be discarded", h.promise_id)
+            promise_id, counter = h.promise_id, h.counter
+            if promise_id is not None and counter is not None:
+                lost = not w.tasks.heartbeat(promise_id, counter, lease_ms=w.settings.lease_ms)
+                if lost and h.counter == counter:  # (not committed meanwhile: that ends it too)
+                    log.warning("lease of %s lost; its result will be discarded", promise_id)
         for partition, ids in by_partition.items():
             w.tasks.touch(w.group, w.consumer, partition, ids)
 
