@@ -397,10 +397,8 @@ class Worker:
             return "busy elsewhere"
         assert claim.promise is not None
         held.promise_id, held.counter = message.id, claim.counter
-        function = ""
-        if self.metrics.enabled:  # (the labels cost a JSON parse of the call's data)
-            function = function_label(self.registry, invoke_function(claim.promise.param.data) or message.func)
-            self.metrics.task_started(self.group, function, queue_wait_s(delivery.entry_id, self.store.estimated_now()))
+        promise = claim.promise
+        function = self._started(delivery, lambda: invoke_function(promise.param.data) or message.func)
         began, outcome = time.monotonic(), TaskOutcome.RELEASED
         try:
             text, outcome = self._drive(held, claim.promise, claim.counter)
@@ -447,6 +445,15 @@ class Worker:
                 return "resolved", TaskOutcome.SUCCEEDED
             return "rejected", TaskOutcome.FAILED
 
+    def _started(self, delivery: Delivery, name: Callable[[], str]) -> str:
+        """Count a task's start; its ``function`` label, computed only when metrics are on (the
+        label of a claimed call costs a JSON parse of its data)."""
+        if not self.metrics.enabled:
+            return ""
+        function = function_label(self.registry, name())
+        self.metrics.task_started(self.group, function, queue_wait_s(delivery.entry_id, self.store.estimated_now()))
+        return function
+
     def _run_unleased(self, held: _Held) -> str | None:
         """Run a plain function's first delivery from the call its task message carries, and
         commit it fenced by any live lease (``settle.lua``, counter 0). None: the promise's
@@ -458,10 +465,7 @@ class Worker:
             idempotency_key_for_create=None, idempotency_key_for_complete=None, tags={}, created_on=0,
             completed_on=None,
         )
-        function = function_label(self.registry, message.func) if self.metrics.enabled else ""
-        if self.metrics.enabled:
-            self.metrics.task_started(
-                self.group, function, queue_wait_s(held.delivery.entry_id, self.store.estimated_now()))
+        function = self._started(held.delivery, lambda: message.func)
         began, outcome = time.monotonic(), TaskOutcome.RELEASED
         try:
             result = Execution(
